@@ -1,0 +1,174 @@
+// The public port: routes plain HTTP (/healthz, /readyz) and decides, for
+// every upgrade request, whether it becomes a WebSocket or gets an HTTP error.
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import { canonicalOrigin, type Config } from './config.js';
+import { ConnectionRegistry, EchoSocket } from './connections.js';
+import type { Logger } from './logger.js';
+import type { Counters, HttpError, RejectReason } from './metrics.js';
+
+/** Whether the public port takes new sockets; the drain controller flips it. */
+export interface Admission {
+  /** False once the pod drains: /readyz answers 503 and upgrades get 503. */
+  accepting: boolean;
+}
+
+/** Seconds a client refused during drain is told to wait (Retry-After). */
+export const DRAIN_RETRY_AFTER_SECONDS = 1;
+
+export interface PublicServer {
+  readonly http: Server;
+  readonly wss: WebSocketServer;
+}
+
+/**
+ * Creates (does not start) the public HTTP server with its upgrade handling.
+ * Accepted sockets are handed to `connections`.
+ */
+export function createPublicServer(
+  config: Config,
+  connections: ConnectionRegistry,
+  admission: Admission,
+  counters: Counters,
+  logger: Logger,
+): PublicServer {
+  const log = logger.child({ module: 'server' });
+  const allowedOrigins = new Set(config.allowedOrigins);
+  const servedBy = `X-Served-By: ${config.podName.replace(/[^\x21-\x7e]/g, '_')}`;
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    WebSocket: EchoSocket,
+    maxPayload: config.maxPayloadBytes,
+    // Compression costs CPU and memory per connection (zlib contexts) for an
+    // echo service whose payloads the client chose; leave it off.
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+  const reject = (socket: Duplex, reason: RejectReason, status: number, message: string, headers?: Record<string, string>): void => {
+    counters.upgradesRejected[reason]++;
+    log.debug({ reason, status }, 'upgrade rejected');
+    writeHttpError(socket, status, message, headers);
+  };
+
+  wss.on('headers', (headers) => headers.push(servedBy));
+  // Handshakes ws itself finds invalid (bad key, version, method): count them, then answer as ws would.
+  wss.on('wsClientError', (err, socket) => {
+    const status = /method/i.test(err.message) ? 405 : 400;
+    // RFC 6455 §4.4: a server that does not speak the requested version says which one it does.
+    const extra = /version/i.test(err.message) ? { 'Sec-WebSocket-Version': '13' } : undefined;
+    reject(socket, 'invalid_handshake', status, err.message, extra);
+  });
+
+  let full = false;
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (pathOf(req.url) !== config.wsPath) {
+      return reject(socket, 'path', 404, `no WebSocket endpoint here; connect to ${config.wsPath}`);
+    }
+    if (!admission.accepting) {
+      return reject(socket, 'draining', 503, 'this replica is shutting down; retry', {
+        'Retry-After': String(DRAIN_RETRY_AFTER_SECONDS),
+      });
+    }
+    const origin = req.headers.origin;
+    // Browsers always send Origin; clients without one are not browsers, so
+    // cross-site WebSocket hijacking does not apply to them.
+    if (origin !== undefined && allowedOrigins.size > 0 && !allowedOrigins.has(canonicalOrigin(origin) ?? '')) {
+      return reject(socket, 'origin', 403, `origin ${origin} is not allowed`);
+    }
+    if (connections.size >= config.maxConnections) {
+      if (!full) log.warn({ maxConnections: config.maxConnections }, 'connection limit reached, refusing upgrades with 503');
+      full = true;
+      return reject(socket, 'max_connections', 503, 'connection limit reached; retry on another replica', {
+        'Retry-After': String(DRAIN_RETRY_AFTER_SECONDS),
+      });
+    }
+    if (full) {
+      log.info({ connections: connections.size }, 'below the connection limit again');
+      full = false;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => connections.add(ws as EchoSocket, socket));
+  };
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = pathOf(req.url);
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+    } else if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const status = admission.accepting ? 200 : 503;
+      res.writeHead(status, { 'content-type': 'text/plain' }).end(admission.accepting ? 'ready\n' : 'draining\n');
+    } else if (path === config.wsPath) {
+      // RFC 7231 §6.5.15: tell a plain HTTP client which protocol to use.
+      res.writeHead(426, { upgrade: 'websocket', connection: 'Upgrade', 'content-type': 'text/plain' })
+        .end(`this is a WebSocket endpoint; connect with ws://<host>${config.wsPath}\n`);
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    }
+  };
+
+  const headersTimeoutMs = Math.round(config.headersTimeoutSeconds * 1000);
+  const http = createServer(
+    {
+      // A client that trickles its request head (slowloris) is cut off after
+      // this; Node checks every connectionsCheckingInterval, so keep that short.
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: Math.max(headersTimeoutMs, 30_000),
+      connectionsCheckingInterval: Math.min(1000, headersTimeoutMs),
+      keepAliveTimeout: 5000,
+    },
+    onRequest,
+  );
+  http.on('upgrade', onUpgrade);
+  http.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+    // The client hung up mid-request: nobody to answer, nothing to count.
+    if (err.code === 'ECONNRESET') return void socket.destroy();
+    const [reason, status] = httpErrorOf(err.code);
+    counters.httpErrors[reason]++;
+    log.debug({ reason, code: err.code }, 'malformed request');
+    writeHttpError(socket, status, STATUS_CODES[status] ?? 'error');
+  });
+  // After listen() the only 'error' a server emits is a failed accept (EMFILE,
+  // ENFILE): count it and keep serving the connections we have.
+  let acceptErrorLogged = false;
+  http.on('listening', () => {
+    http.on('error', (err) => {
+      counters.acceptErrors++;
+      if (!acceptErrorLogged) log.error({ err }, 'cannot accept connections (file descriptor limit?); counting further errors in websocket_accept_errors_total');
+      acceptErrorLogged = true;
+    });
+  });
+  return { http, wss };
+}
+
+function httpErrorOf(code: string | undefined): [HttpError, number] {
+  if (code === 'HPE_HEADER_OVERFLOW') return ['headers_too_large', 431];
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return ['headers_timeout', 408];
+  return ['bad_request', 400];
+}
+
+function pathOf(url: string | undefined): string {
+  const path = url ?? '/';
+  const query = path.indexOf('?');
+  return query === -1 ? path : path.slice(0, query);
+}
+
+/** Answers a raw socket (an upgrade we refuse) with a complete HTTP response, then closes it. */
+function writeHttpError(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `${message}\n`;
+  const lines = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'Connection: close',
+    'Content-Type: text/plain; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+  ];
+  socket.once('error', () => socket.destroy());
+  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
+}
