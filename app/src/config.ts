@@ -36,7 +36,14 @@ export interface Config {
   /** Name shown in X-Served-By, logs and Kubernetes calls. */
   readonly podName: string;
   readonly podNamespace: string | undefined;
+  /** The pod's UID (downward API): lets `kubectl describe pod` find our Events. */
+  readonly podUid: string | undefined;
+  /** Kubernetes integration: auto (on inside a cluster), on, off. */
   readonly kubernetes: KubernetesMode;
+  /** Set by the kubelet in every pod; its presence is how `auto` detects a cluster. */
+  readonly kubernetesServiceHost: string | undefined;
+  /** A kubeconfig file for running outside a cluster with KUBERNETES_INTEGRATION=on. */
+  readonly kubeconfig: string | undefined;
 }
 
 /** Thrown by loadConfig; `problems` holds one line per bad variable. */
@@ -145,7 +152,10 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     podName: raw('POD_NAME') ?? hostname(),
     podNamespace: raw('POD_NAMESPACE'),
+    podUid: raw('POD_UID'),
     kubernetes: oneOf('KUBERNETES_INTEGRATION', 'auto', KUBERNETES_MODES),
+    kubernetesServiceHost: raw('KUBERNETES_SERVICE_HOST'),
+    kubeconfig: raw('KUBECONFIG'),
   };
 
   if (problems.length > 0) throw new ConfigError(problems);

@@ -1,5 +1,8 @@
-// Entry point: read the configuration, start the service, handle signals.
+// Entry point: read the configuration, start the service, connect to the
+// cluster if there is one, and hand SIGTERM/SIGINT to the drain controller.
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { DrainController } from './drain.js';
+import { createClusterIntegration } from './kube.js';
 import { createLogger } from './logger.js';
 import { startService } from './service.js';
 
@@ -18,12 +21,9 @@ function readConfig(): Config {
 const config = readConfig();
 const logger = createLogger(config.logLevel, config.podName);
 const service = await startService(config, logger);
+const cluster = createClusterIntegration(config, logger, service.counters);
+cluster.startDeletionCost(() => service.connections.size);
 
-const shutdown = (signal: string): void => {
-  logger.info({ signal, connections: service.connections.size }, 'shutting down');
-  service.admission.accepting = false;
-  for (const ws of service.connections.snapshot()) ws.close(1001, 'server going away');
-  void service.close().then(() => process.exit(0));
-};
-process.once('SIGTERM', shutdown);
-process.once('SIGINT', shutdown);
+const drain = new DrainController(service, cluster, { exit: (code) => process.exit(code) });
+process.on('SIGTERM', () => drain.onSignal('SIGTERM'));
+process.on('SIGINT', () => drain.onSignal('SIGINT'));

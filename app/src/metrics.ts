@@ -3,6 +3,7 @@
 // and no label lookup. Served on METRICS_PORT, never on the public port.
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { DRAIN_STATES, type DrainState } from './drain.js';
 
 /** Why an upgrade was refused; the label values of websocket_upgrades_rejected_total. */
 export const REJECT_REASONS = [
@@ -38,9 +39,24 @@ export class Counters {
   heartbeatTerminations = 0;
   backpressurePauses = 0;
   acceptErrors = 0;
+  drainState: DrainState = 'serving';
+  /** Connections open when the drain began. */
+  drainConnections = 0;
+  drainCloseFramesSent = 0;
+  /** Sockets that finished the close handshake after our 1012, before the deadline. */
+  drainClosedGracefully = 0;
+  /** Sockets still open at the drain deadline, terminated without a handshake. */
+  drainTerminated = 0;
+  /** Kubernetes API requests by `${call} ${result}`. */
+  readonly kubeApi = new Map<string, number>();
 
   countClose(code: number): void {
     this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
+  }
+
+  countKubeApi(call: string, result: string): void {
+    const key = `${call} ${result}`;
+    this.kubeApi.set(key, (this.kubeApi.get(key) ?? 0) + 1);
   }
 }
 
@@ -163,6 +179,55 @@ export function createRegistry(counters: Counters, sources: MetricSources, maxCo
     registers,
     collect() {
       setCounter(this, counters.acceptErrors);
+    },
+  });
+  new Gauge({
+    name: 'websocket_drain_state',
+    help: 'Drain state machine: 1 for the current state (serving, draining, closing, exited)',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      for (const state of DRAIN_STATES) this.set({ state }, state === counters.drainState ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'websocket_drain_connections',
+    help: 'Connections open when the drain began',
+    registers,
+    collect() {
+      this.set(counters.drainConnections);
+    },
+  });
+  new Counter({
+    name: 'websocket_drain_close_frames_sent_total',
+    help: 'Close frames with 1012 (service restart) sent by the drain',
+    registers,
+    collect() {
+      setCounter(this, counters.drainCloseFramesSent);
+    },
+  });
+  new Counter({
+    name: 'websocket_drain_connections_closed_total',
+    help: 'Connections closed by the drain: graceful (close handshake done) or terminated (deadline passed)',
+    labelNames: ['how'],
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ how: 'graceful' }, counters.drainClosedGracefully);
+      this.inc({ how: 'terminated' }, counters.drainTerminated);
+    },
+  });
+  new Counter({
+    name: 'websocket_kubernetes_api_requests_total',
+    help: 'Kubernetes API requests (events, pod-deletion-cost patches) by result',
+    labelNames: ['call', 'result'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [key, count] of counters.kubeApi) {
+        const [call = '', result = ''] = key.split(' ');
+        this.inc({ call, result }, count);
+      }
     },
   });
   return registry;
