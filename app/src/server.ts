@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { canonicalOrigin, type Config } from './config.js';
 import { ConnectionRegistry, EchoSocket } from './connections.js';
+import { demoPage, SERVED_BY_PARAM } from './demo.js';
 import type { Logger } from './logger.js';
 import type { Counters, HttpError, RejectReason } from './metrics.js';
 
@@ -36,6 +37,8 @@ export function createPublicServer(
   const log = logger.child({ module: 'server' });
   const allowedOrigins = new Set(config.allowedOrigins);
   const servedBy = `X-Served-By: ${config.podName.replace(/[^\x21-\x7e]/g, '_')}`;
+  const servedByMessage = `served-by ${config.podName}`;
+  const page = demoPage(config.wsPath);
 
   const wss = new WebSocketServer({
     noServer: true,
@@ -88,7 +91,12 @@ export function createPublicServer(
       log.info({ connections: connections.size }, 'below the connection limit again');
       full = false;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => connections.add(ws as EchoSocket, socket));
+    const announce = wantsServedBy(req.url);
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      connections.add(ws as EchoSocket, socket);
+      // Browsers cannot read the 101's X-Served-By header; the demo page asks for it as a first message instead.
+      if (announce) ws.send(servedByMessage);
+    });
   };
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
@@ -100,6 +108,14 @@ export function createPublicServer(
     } else if (path === '/readyz') {
       const status = admission.accepting ? 200 : 503;
       res.writeHead(status, { 'content-type': 'text/plain' }).end(admission.accepting ? 'ready\n' : 'draining\n');
+    } else if (path === '/') {
+      res
+        .writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+          'x-content-type-options': 'nosniff',
+        })
+        .end(page);
     } else if (path === config.wsPath) {
       // RFC 7231 §6.5.15: tell a plain HTTP client which protocol to use.
       res.writeHead(426, { upgrade: 'websocket', connection: 'Upgrade', 'content-type': 'text/plain' })
@@ -147,6 +163,11 @@ function httpErrorOf(code: string | undefined): [HttpError, number] {
   if (code === 'HPE_HEADER_OVERFLOW') return ['headers_too_large', 431];
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return ['headers_timeout', 408];
   return ['bad_request', 400];
+}
+
+function wantsServedBy(url: string | undefined): boolean {
+  const query = url?.indexOf('?') ?? -1;
+  return query !== -1 && new URLSearchParams(url!.slice(query + 1)).get(SERVED_BY_PARAM) === '1';
 }
 
 function pathOf(url: string | undefined): string {

@@ -6,6 +6,7 @@ import { WebSocket, type ClientOptions } from 'ws';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { startService, type Service } from '../src/service.js';
+import { Replica } from '../../scripts/cluster/replica.js';
 
 /** Starts the service in this process on free ports; `env` overrides the test defaults. */
 export async function startTestService(env: Record<string, string> = {}): Promise<Service> {
@@ -82,44 +83,9 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
-export interface ChildService {
-  readonly child: import('node:child_process').ChildProcess;
-  readonly port: number;
-  readonly metricsPort: number;
-  /** Every JSON log line the process printed so far. */
-  readonly logs: Record<string, unknown>[];
-  /** Resolves with the exit code and the time (Date.now()) the process exited. */
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
-}
+/** The real entry point (dist/app/src/main.js) as a child process on free loopback ports. */
+export type ChildService = Replica;
 
-const MAIN = new URL('../src/main.js', import.meta.url).pathname;
-
-/** Runs the real entry point (dist/app/src/main.js) as a child process on free ports. */
 export async function spawnService(env: Record<string, string> = {}): Promise<ChildService> {
-  const { spawn } = await import('node:child_process');
-  const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', POD_NAME: 'child', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
-  );
-  const logs: Record<string, unknown>[] = [];
-  let buffered = '';
-  const listening = new Promise<Record<string, unknown>>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        logs.push(entry);
-        if (entry.msg === 'listening') resolve(entry);
-      }
-    });
-    void exited.then(({ code }) => reject(new Error(`service exited with ${code} before listening`)));
-  });
-  const entry = await listening;
-  return { child, port: entry.port as number, metricsPort: entry.metricsPort as number, logs, exited };
+  return Replica.start({ name: env.POD_NAME ?? 'child', env });
 }

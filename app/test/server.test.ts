@@ -62,6 +62,28 @@ describe('public HTTP endpoints', () => {
     ws.close();
   });
 
+  it('serves the demo page at / with a CSP that allows only itself', async () => {
+    const res = await httpGet(service.port, '/');
+    assert.equal(res.status, 200);
+    assert.match(String(res.headers['content-type']), /^text\/html/);
+    assert.match(res.body, /const WS_PATH = "\/echo";/);
+    assert.match(String(res.headers['content-security-policy']), /default-src 'none'.*connect-src 'self'/);
+  });
+
+  it('announces the replica as the first message only when asked with ?served-by=1', async () => {
+    // Listen before the upgrade completes: the announcement can arrive with the 101.
+    const asked = new WebSocket(`ws://127.0.0.1:${service.port}/echo?served-by=1`);
+    const [first] = (await once(asked, 'message')) as [Buffer];
+    assert.equal(first.toString(), 'served-by test-pod');
+    asked.close();
+    // Without the parameter the first message is the echo of ours: nothing is injected.
+    const plain = await connect(service.port);
+    plain.send('only echoes');
+    const [echo] = (await once(plain, 'message')) as [Buffer];
+    assert.equal(echo.toString(), 'only echoes');
+    plain.close();
+  });
+
   it('accepts a query string on the WebSocket path', async () => {
     const ws = await connect(service.port, {}, '/echo?client=42');
     ws.close();

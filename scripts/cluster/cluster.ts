@@ -1,0 +1,227 @@
+// A local stand-in for a Deployment behind an Ingress: N replicas (real
+// service processes) behind real nginx, scraped by real Prometheus, with the
+// operations Kubernetes performs on them: rolling update (maxSurge 1,
+// maxUnavailable 0), scale-down by pod-deletion-cost, and SIGKILL chaos.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { NginxProxy, type ProxySettings } from './nginx.js';
+import { Prometheus } from './prometheus.js';
+import { Replica, sleep } from './replica.js';
+
+export interface DrainTimings {
+  readonly preStopSeconds: number;
+  readonly windowSeconds: number;
+  readonly closeTimeoutSeconds: number;
+}
+
+export interface ClusterOptions {
+  readonly replicas: number;
+  /** Helm release name; pods are named `<release>-ws-echo-<hash>-<id>` as a Deployment names them. */
+  readonly release: string;
+  readonly namespace: string;
+  readonly drain: DrainTimings;
+  readonly proxy: ProxySettings;
+  /** Replicas exit at once on SIGTERM and get no preStop: the original recipe. */
+  readonly naive: boolean;
+  readonly prometheus: boolean;
+  /** Working folder for nginx, Prometheus and logs. */
+  readonly dir: string;
+  /** Extra service environment for every replica. */
+  readonly serviceEnv?: Readonly<Record<string, string>>;
+}
+
+export type EventKind = 'created' | 'ready' | 'added' | 'removed' | 'sigterm' | 'sigkill' | 'exited';
+
+export interface ClusterEvent {
+  /** ms since the cluster started. */
+  readonly t: number;
+  readonly kind: EventKind;
+  readonly replica: string;
+  readonly detail?: string;
+}
+
+export interface Sample {
+  readonly t: number;
+  /** Open connections per replica, from each replica's own /metrics. */
+  readonly connections: Readonly<Record<string, number>>;
+}
+
+export class LocalCluster {
+  readonly events: ClusterEvent[] = [];
+  readonly samples: Sample[] = [];
+  /** Every replica ever started, in order. */
+  readonly allReplicas: Replica[] = [];
+  /** Replicas that are endpoints of the Service (in nginx). */
+  #serving: Replica[] = [];
+  /** Exit codes of replicas that were stopped, by name. */
+  readonly exitCodes: Record<string, number | null> = {};
+  readonly startedAt = Date.now();
+  #templateHash = podTemplateHash();
+  #sampler: NodeJS.Timeout | undefined;
+  #nginx: NginxProxy | undefined;
+  #prometheus: Prometheus | undefined;
+
+  private constructor(readonly options: ClusterOptions) {}
+
+  static async start(options: ClusterOptions): Promise<LocalCluster> {
+    mkdirSync(options.dir, { recursive: true });
+    const cluster = new LocalCluster(options);
+    try {
+      const replicas = await Promise.all(Array.from({ length: options.replicas }, () => cluster.#createReplica()));
+      await Promise.all(replicas.map((r) => cluster.#waitReady(r)));
+      cluster.#serving = replicas;
+      cluster.#nginx = await NginxProxy.start(options.proxy, cluster.#upstreams(), join(options.dir, 'nginx'));
+      if (options.prometheus) {
+        cluster.#prometheus = await Prometheus.start(join(options.dir, 'prometheus'), options.namespace);
+        cluster.#updateScrapeTargets();
+      }
+    } catch (err) {
+      await cluster.stop();
+      throw err;
+    }
+    return cluster;
+  }
+
+  get url(): string {
+    return `ws://127.0.0.1:${this.nginx.port}`;
+  }
+
+  get nginx(): NginxProxy {
+    if (!this.#nginx) throw new Error('nginx is not running');
+    return this.#nginx;
+  }
+
+  get prometheus(): Prometheus | undefined {
+    return this.#prometheus;
+  }
+
+  get serving(): readonly Replica[] {
+    return this.#serving;
+  }
+
+  /** Samples every live replica's connection count every `intervalMs`. */
+  startSampling(intervalMs = 250): void {
+    const sample = async (): Promise<void> => {
+      const live = this.allReplicas.filter((r) => r.running);
+      const counts = await Promise.all(live.map((r) => r.connections()));
+      const connections: Record<string, number> = {};
+      live.forEach((r, i) => {
+        if (counts[i] !== undefined) connections[r.name] = counts[i]!;
+      });
+      this.samples.push({ t: Date.now() - this.startedAt, connections });
+    };
+    void sample();
+    this.#sampler = setInterval(() => void sample(), intervalMs);
+  }
+
+  /**
+   * `kubectl rollout restart` with maxSurge 1, maxUnavailable 0: for each old
+   * replica, start a new one, wait for /readyz, add it to the Service, remove
+   * the old one, wait the preStop sleep, SIGTERM it, wait for its exit.
+   */
+  async rolloutRestart(onStep?: (done: number, total: number) => void): Promise<void> {
+    this.#templateHash = podTemplateHash();
+    const old = [...this.#serving];
+    for (const [index, replica] of old.entries()) {
+      const fresh = await this.#createReplica();
+      await this.#waitReady(fresh);
+      await this.#setServing([...this.#serving, fresh], fresh, 'added');
+      await this.#retire(replica);
+      onStep?.(index + 1, old.length);
+    }
+  }
+
+  /** Scale-down to `replicas`: the ReplicaSet deletes the pods with the lowest pod-deletion-cost (fewest connections) at once. */
+  async scaleDown(replicas: number): Promise<string[]> {
+    const counts = await Promise.all(this.#serving.map(async (r) => ({ replica: r, cost: (await r.connections()) ?? 0 })));
+    const victims = counts.sort((a, b) => a.cost - b.cost).slice(0, Math.max(0, this.#serving.length - replicas)).map((c) => c.replica);
+    await Promise.all(victims.map((victim) => this.#retire(victim)));
+    return victims.map((v) => v.name);
+  }
+
+  /** Chaos: SIGKILL one replica; its endpoint goes a second later, and the ReplicaSet starts a replacement. */
+  async killOne(): Promise<string> {
+    const victim = this.#serving[Math.floor(this.#serving.length / 2)]!;
+    victim.kill();
+    this.#event('sigkill', victim);
+    this.exitCodes[victim.name] = (await victim.exited).code;
+    this.#event('exited', victim, 'killed');
+    const replacement = this.#createReplica();
+    await sleep(1000); // endpoint propagation after the pod is gone
+    await this.#setServing(this.#serving.filter((r) => r !== victim), victim, 'removed');
+    const fresh = await replacement;
+    await this.#waitReady(fresh);
+    await this.#setServing([...this.#serving, fresh], fresh, 'added');
+    this.#updateScrapeTargets();
+    return victim.name;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#sampler);
+    for (const replica of this.allReplicas) if (replica.running) replica.kill();
+    await Promise.all(this.allReplicas.map((r) => r.exited));
+    await this.#nginx?.stop();
+    await this.#prometheus?.stop();
+  }
+
+  // Remove from the Service, preStop sleep, SIGTERM, wait for the exit.
+  async #retire(replica: Replica): Promise<void> {
+    await this.#setServing(this.#serving.filter((r) => r !== replica), replica, 'removed');
+    if (!this.options.naive) await sleep(this.options.drain.preStopSeconds * 1000);
+    replica.terminate();
+    this.#event('sigterm', replica);
+    const exit = await replica.exited;
+    this.exitCodes[replica.name] = exit.code;
+    this.#event('exited', replica, `code ${exit.code}`);
+    this.#updateScrapeTargets();
+  }
+
+  async #createReplica(): Promise<Replica> {
+    const name = `${this.options.release}-ws-echo-${this.#templateHash}-${randomBytes(3).toString('hex').slice(0, 5)}`;
+    const { drain } = this.options;
+    const replica = await Replica.start({
+      name,
+      naive: this.options.naive,
+      env: {
+        POD_NAMESPACE: this.options.namespace,
+        DRAIN_WINDOW_SECONDS: String(drain.windowSeconds),
+        DRAIN_CLOSE_TIMEOUT_SECONDS: String(drain.closeTimeoutSeconds),
+        KUBERNETES_INTEGRATION: 'off',
+        ...this.options.serviceEnv,
+      },
+    });
+    this.allReplicas.push(replica);
+    this.#event('created', replica);
+    this.#updateScrapeTargets();
+    return replica;
+  }
+
+  async #waitReady(replica: Replica): Promise<void> {
+    await replica.waitReady();
+    this.#event('ready', replica);
+  }
+
+  async #setServing(replicas: Replica[], changed: Replica, kind: 'added' | 'removed'): Promise<void> {
+    this.#serving = replicas;
+    await this.nginx.setUpstreams(this.#upstreams());
+    this.#event(kind, changed);
+  }
+
+  #upstreams(): { name: string; port: number }[] {
+    return this.#serving.map((r) => ({ name: r.name, port: r.port }));
+  }
+
+  #updateScrapeTargets(): void {
+    this.#prometheus?.setTargets(this.allReplicas.filter((r) => r.running).map((r) => ({ pod: r.name, metricsPort: r.metricsPort })));
+  }
+
+  #event(kind: EventKind, replica: Replica, detail?: string): void {
+    this.events.push({ t: Date.now() - this.startedAt, kind, replica: replica.name, ...(detail ? { detail } : {}) });
+  }
+}
+
+/** A Deployment's pod-template-hash: 10 characters, new for every rollout. */
+function podTemplateHash(): string {
+  return randomBytes(8).toString('hex').slice(0, 10);
+}
