@@ -1,15 +1,15 @@
 // Kubernetes integration, tested with the real @kubernetes/client-node
-// against a LOCAL FAKE API SERVER (no kube-apiserver can run here). The fake
-// speaks the API's real shapes: the paths, verbs and content types of core/v1
-// Events and Pod patches, 201/200 bodies, and `Status` objects for errors,
-// and records every request so the tests assert what the client sent.
+// against a LOCAL FAKE API SERVER (no kube-apiserver can run here):
+// scripts/cluster/fake-apiserver.ts speaks the API's real shapes (the paths,
+// verbs and content types of core/v1 Events, Pod patches and lists, 201/200
+// bodies, `Status` objects for errors) and records every request, so the
+// tests assert what the client sent.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -22,115 +22,8 @@ import { createLogger, type Logger } from '../src/logger.js';
 import { Counters } from '../src/metrics.js';
 import { startService } from '../src/service.js';
 import { wsUrl } from './helpers.js';
-
-interface Recorded {
-  method: string;
-  path: string;
-  contentType: string | undefined;
-  authorization: string | undefined;
-  body: unknown;
-}
-
-type Behaviour = 'ok' | 'forbidden' | 'server_error' | 'hang';
-
-/** A stand-in for kube-apiserver that knows two routes: create Event and patch Pod. */
-class FakeApiServer {
-  readonly requests: Recorded[] = [];
-  behaviour: Behaviour = 'ok';
-  readonly server: Server;
-  readonly #hanging: ServerResponse[] = [];
-
-  constructor(server?: Server) {
-    this.server = server ?? createServer();
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res));
-  }
-
-  async listen(): Promise<number> {
-    this.server.listen(0, '127.0.0.1');
-    await once(this.server, 'listening');
-    return (this.server.address() as AddressInfo).port;
-  }
-
-  async close(): Promise<void> {
-    for (const res of this.#hanging) res.destroy();
-    this.server.closeAllConnections();
-    this.server.close();
-  }
-
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const text = Buffer.concat(chunks).toString();
-    const path = req.url ?? '';
-    this.requests.push({
-      method: req.method ?? '',
-      path,
-      contentType: req.headers['content-type'],
-      authorization: req.headers.authorization,
-      body: text ? JSON.parse(text) : undefined,
-    });
-    if (this.behaviour === 'hang') {
-      this.#hanging.push(res);
-      return;
-    }
-    const events = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(path);
-    const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/?]+)/.exec(path);
-    const resource = events ? 'events' : 'pods';
-    if (this.behaviour === 'forbidden') {
-      const verb = req.method === 'POST' ? 'create' : 'patch';
-      return status(res, 403, 'Forbidden', `${resource} is forbidden: User "system:serviceaccount:apps:ws-echo" cannot ${verb} resource "${resource}" in API group "" in the namespace "apps"`);
-    }
-    if (this.behaviour === 'server_error') return status(res, 500, 'InternalError', 'Internal error occurred: etcdserver: request timed out');
-    if (events && req.method === 'POST') {
-      const event = JSON.parse(text) as { metadata: { generateName: string } };
-      const created = { kind: 'Event', apiVersion: 'v1', ...event, metadata: { ...event.metadata, name: `${event.metadata.generateName}17a3b`, uid: 'e-1', resourceVersion: '101' } };
-      return json(res, 201, created);
-    }
-    if (pod && req.method === 'PATCH') {
-      if (req.headers['content-type'] !== 'application/merge-patch+json') {
-        return status(res, 415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`);
-      }
-      if (pod[2] !== 'ws-echo-7d9f-abcde') return status(res, 404, 'NotFound', `pods "${pod[2]}" not found`);
-      const patch = JSON.parse(text) as { metadata: { annotations: Record<string, string> } };
-      return json(res, 200, { kind: 'Pod', apiVersion: 'v1', metadata: { name: pod[2], namespace: pod[1], annotations: patch.metadata.annotations }, spec: { containers: [] } });
-    }
-    return status(res, 404, 'NotFound', 'the server could not find the requested resource');
-  }
-}
-
-function json(res: ServerResponse, code: number, body: unknown): void {
-  res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-}
-
-function status(res: ServerResponse, code: number, reason: string, message: string): void {
-  json(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
-}
-
-/** A kubeconfig for the fake server, as `kubectl` would write it. */
-function writeKubeconfig(dir: string, port: number): string {
-  const path = join(dir, 'kubeconfig.yaml');
-  writeFileSync(
-    path,
-    `apiVersion: v1
-kind: Config
-clusters:
-- name: fake
-  cluster:
-    server: http://127.0.0.1:${port}
-    # client-node refuses plain http unless TLS checks are off; the in-pod test below covers TLS.
-    insecure-skip-tls-verify: true
-users:
-- name: ws-echo
-  user:
-    token: fake-token
-contexts:
-- name: fake
-  context: { cluster: fake, user: ws-echo, namespace: apps }
-current-context: fake
-`,
-  );
-  return path;
-}
+import { FakeApiServer } from '../../scripts/cluster/fake-apiserver.js';
+import { freePort } from '../../scripts/cluster/nginx.js';
 
 /** A logger whose JSON lines land in `lines`. */
 function capturingLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
@@ -153,7 +46,9 @@ describe('kubernetes integration (against a local fake API server)', () => {
   before(async () => {
     api = new FakeApiServer();
     dir = mkdtempSync(join(tmpdir(), 'ws-echo-kube-'));
-    kubeconfig = writeKubeconfig(dir, await api.listen());
+    await api.listen();
+    api.addPod('apps', POD.POD_NAME, { 'app.kubernetes.io/name': 'ws-echo' });
+    kubeconfig = api.writeKubeconfig(join(dir, 'kubeconfig.yaml'), 'apps');
   });
   after(() => api.close());
 
@@ -303,7 +198,10 @@ describe('kubernetes integration (against a local fake API server)', () => {
 
   it('with the API server unreachable, logs where it tried and keeps serving', async () => {
     const closedPort = await freePort();
-    const config = loadConfig(serviceEnv({ KUBECONFIG: writeKubeconfig(mkdtempSync(join(tmpdir(), 'ws-echo-down-')), closedPort) }));
+    // A kubeconfig whose server is a port nobody listens on.
+    const down = join(mkdtempSync(join(tmpdir(), 'ws-echo-down-')), 'kubeconfig.yaml');
+    writeFileSync(down, readFileSync(kubeconfig, 'utf8').replace(/server: http:\/\/127\.0\.0\.1:\d+/, `server: http://127.0.0.1:${closedPort}`));
+    const config = loadConfig(serviceEnv({ KUBECONFIG: down }));
     const { logger, lines } = capturingLogger();
     const counters = new Counters();
     const cluster = createClusterIntegration(config, logger, counters);
@@ -381,15 +279,6 @@ describe('kubernetes integration: detection', () => {
 function restoreEnv(name: string, value: string | undefined): void {
   if (value === undefined) delete process.env[name];
   else process.env[name] = value;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 function sleep(ms: number): Promise<void> {

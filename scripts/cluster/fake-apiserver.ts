@@ -1,0 +1,196 @@
+// A LOCAL FAKE KUBERNETES API SERVER (no kube-apiserver can run here): the
+// few core/v1 endpoints ws-echo calls, with the API's real shapes (paths,
+// verbs, content types, bodies, `Status` objects for errors), backed by an
+// in-memory pod store. The kube tests use it to assert what the client sent;
+// the local cluster uses it so replicas run their real Kubernetes code paths
+// (Events, pod-deletion-cost patches, the fleet view of the rebalancer).
+import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface RecordedRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly contentType: string | undefined;
+  readonly authorization: string | undefined;
+  readonly body: unknown;
+}
+
+/** How the server answers: normally, or a failure for every request. */
+export type Behaviour = 'ok' | 'forbidden' | 'server_error' | 'hang';
+
+interface StoredPod {
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    creationTimestamp: string;
+    deletionTimestamp?: string;
+  };
+  status: { phase: string; conditions: { type: string; status: 'True' | 'False' }[] };
+}
+
+export class FakeApiServer {
+  readonly requests: RecordedRequest[] = [];
+  behaviour: Behaviour = 'ok';
+  readonly server: Server;
+  readonly #pods = new Map<string, StoredPod>();
+  readonly #hanging: ServerResponse[] = [];
+  #resourceVersion = 100;
+  #port = 0;
+
+  /** `server` lets a test pass an HTTPS server; default plain HTTP. */
+  constructor(server?: Server) {
+    this.server = server ?? createServer();
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res));
+  }
+
+  async listen(): Promise<number> {
+    this.server.listen(0, '127.0.0.1');
+    await once(this.server, 'listening');
+    this.#port = (this.server.address() as AddressInfo).port;
+    return this.#port;
+  }
+
+  async close(): Promise<void> {
+    for (const res of this.#hanging.splice(0)) res.destroy();
+    this.server.closeAllConnections();
+    this.server.close();
+  }
+
+  /** A kubeconfig for this server, as `kubectl` would write it. */
+  writeKubeconfig(path: string, namespace: string, token = 'fake-token'): string {
+    writeFileSync(
+      path,
+      `apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster:
+    server: http://127.0.0.1:${this.#port}
+    # client-node refuses plain http unless TLS checks are off.
+    insecure-skip-tls-verify: true
+users:
+- name: ws-echo
+  user:
+    token: ${token}
+contexts:
+- name: fake
+  context: { cluster: fake, user: ws-echo, namespace: ${namespace} }
+current-context: fake
+`,
+    );
+    return path;
+  }
+
+  /** Creates a pod (Running, not yet Ready), as a ReplicaSet would. */
+  addPod(namespace: string, name: string, labels: Record<string, string>): void {
+    this.#pods.set(`${namespace}/${name}`, {
+      metadata: { name, namespace, uid: `uid-${name}`, labels, annotations: {}, creationTimestamp: new Date().toISOString() },
+      status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'False' }] },
+    });
+  }
+
+  setReady(namespace: string, name: string, ready: boolean): void {
+    const pod = this.#pods.get(`${namespace}/${name}`);
+    if (pod) pod.status.conditions = [{ type: 'Ready', status: ready ? 'True' : 'False' }];
+  }
+
+  /** `kubectl delete pod`: the pod stays listed with a deletionTimestamp until removePod. */
+  markTerminating(namespace: string, name: string): void {
+    const pod = this.#pods.get(`${namespace}/${name}`);
+    if (pod) pod.metadata.deletionTimestamp = new Date().toISOString();
+  }
+
+  removePod(namespace: string, name: string): void {
+    this.#pods.delete(`${namespace}/${name}`);
+  }
+
+  annotations(namespace: string, name: string): Record<string, string> | undefined {
+    return this.#pods.get(`${namespace}/${name}`)?.metadata.annotations;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const text = Buffer.concat(chunks).toString();
+    const url = new URL(req.url ?? '/', 'http://fake');
+    this.requests.push({
+      method: req.method ?? '',
+      path: `${url.pathname}${url.search}`,
+      contentType: req.headers['content-type'],
+      authorization: req.headers.authorization,
+      body: text ? JSON.parse(text) : undefined,
+    });
+    if (this.behaviour === 'hang') {
+      this.#hanging.push(res);
+      return;
+    }
+    const events = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname);
+    const podList = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
+    const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname);
+    const resource = events ? 'events' : 'pods';
+    if (this.behaviour === 'forbidden') {
+      const verb = { POST: 'create', PATCH: 'patch', GET: podList ? 'list' : 'get' }[req.method ?? ''] ?? 'get';
+      return status(res, 403, 'Forbidden', `${resource} is forbidden: User "system:serviceaccount:apps:ws-echo" cannot ${verb} resource "${resource}" in API group "" in the namespace "${(events ?? podList ?? pod)?.[1] ?? ''}"`);
+    }
+    if (this.behaviour === 'server_error') return status(res, 500, 'InternalError', 'Internal error occurred: etcdserver: request timed out');
+    if (events && req.method === 'POST') {
+      const event = JSON.parse(text) as { metadata: { generateName: string } };
+      const created = { kind: 'Event', apiVersion: 'v1', ...event, metadata: { ...event.metadata, name: `${event.metadata.generateName}${(this.#resourceVersion++).toString(16)}`, uid: `e-${this.#resourceVersion}`, resourceVersion: String(this.#resourceVersion) } };
+      return json(res, 201, created);
+    }
+    if (podList && req.method === 'GET') {
+      const selector = parseSelector(url.searchParams.get('labelSelector') ?? '');
+      const items = [...this.#pods.values()].filter(
+        (p) => p.metadata.namespace === podList[1] && Object.entries(selector).every(([k, v]) => p.metadata.labels[k] === v),
+      );
+      return json(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(this.#resourceVersion) }, items: items.map(withKind) });
+    }
+    if (pod && req.method === 'PATCH') {
+      if (req.headers['content-type'] !== 'application/merge-patch+json') {
+        return status(res, 415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml');
+      }
+      const stored = this.#pods.get(`${pod[1]}/${pod[2]}`);
+      if (!stored) return status(res, 404, 'NotFound', `pods "${pod[2]}" not found`);
+      const patch = JSON.parse(text) as { metadata?: { annotations?: Record<string, string | null> } };
+      // RFC 7386: null deletes a key.
+      for (const [key, value] of Object.entries(patch.metadata?.annotations ?? {})) {
+        if (value === null) delete stored.metadata.annotations[key];
+        else stored.metadata.annotations[key] = value;
+      }
+      this.#resourceVersion++;
+      return json(res, 200, withKind(stored));
+    }
+    if (pod && req.method === 'GET') {
+      const stored = this.#pods.get(`${pod[1]}/${pod[2]}`);
+      return stored ? json(res, 200, withKind(stored)) : status(res, 404, 'NotFound', `pods "${pod[2]}" not found`);
+    }
+    return status(res, 404, 'NotFound', 'the server could not find the requested resource');
+  }
+}
+
+/** Equality-based label selectors ("a=b,c=d"), the only kind ws-echo sends. */
+function parseSelector(selector: string): Record<string, string> {
+  const pairs: Record<string, string> = {};
+  for (const term of selector.split(',').filter(Boolean)) {
+    const [key, value] = term.split('=');
+    if (key && value !== undefined) pairs[key] = value;
+  }
+  return pairs;
+}
+
+function withKind(pod: StoredPod): unknown {
+  return { kind: 'Pod', apiVersion: 'v1', ...pod };
+}
+
+function json(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+function status(res: ServerResponse, code: number, reason: string, message: string): void {
+  json(res, code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+}
