@@ -1,25 +1,41 @@
-# ws-echo container image. Build: docker build -t ws-echo .
+# ws-echo container image.
+#   docker build -t ws-echo:0.1.0 .        (or: podman build -t ws-echo:0.1.0 .)
 # NODE_IMAGE is an argument only so that tests can substitute a local base of
-# the same Node major (no registry is reachable there); users keep the default.
+# the same Node major (scripts/build-image.sh; no registry is reachable
+# there); users keep the default, the official Node 24 LTS image.
 ARG NODE_IMAGE=docker.io/library/node:24-bookworm-slim
 
+# Production dependencies only. --ignore-scripts: none of them has an install
+# script; the only one in the tree is the `node` devDependency's, which
+# downloads a Node binary that this image already has.
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# The npm cache lives in a build cache mount, never in a layer.
+# Type declarations are never loaded at run time: dropping them saves ~32 MB.
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.cts' -o -name '*.d.mts' -o -name '*.d.ts.map' \) -delete
+
+# TypeScript -> dist/, with the dev dependencies.
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
-# --ignore-scripts: the `node` devDependency only exists to give npm scripts
-# Node 24 on older machines; this image already is Node 24.
-RUN npm ci --ignore-scripts
+RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
 COPY app/src ./app/src
 RUN node_modules/.bin/tsc -p . --rootDir . --outDir dist
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+# Owned by root and read-only for the service user: it writes nothing, so the
+# container runs with a read-only root filesystem.
+COPY package.json ./
+COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist/app/src ./dist/app/src
 # A numeric non-root user, so Kubernetes can verify runAsNonRoot without /etc/passwd.
 USER 10001:10001
 EXPOSE 8000 9100
-# Exec form: node is PID 1 and receives SIGTERM itself, which starts the drain.
+# Exec form, no shell in between: node ends up as PID 1 and receives SIGTERM
+# itself, which starts the drain. (The official image's entrypoint,
+# docker-entrypoint.sh, execs this command, so it does not stay in between.)
 CMD ["node", "--enable-source-maps", "dist/app/src/main.js"]
