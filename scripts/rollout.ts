@@ -2,15 +2,15 @@
 // killed replica) drops no client. Real replicas behind real nginx, real
 // Prometheus, reference clients; writes a JSON report, a Markdown summary and
 // a plot into reports/<mode>/.
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { writeReport } from './cluster/report.js';
+import { writeReport, type RunReport } from './cluster/report.js';
 import { MODES, runScenario, type Mode } from './cluster/run.js';
 
 const HELP = `usage: npm run rollout -- [options]
 
-  --mode MODE            rollout (default) | scale-down | kill | naive
+  --mode MODE            rollout (default) | scale-down | scale-up | kill | naive
   --replicas N           replicas before the operation (default 3)
   --clients N            reference clients through nginx (default 600)
   --rate R               messages per second per client (default 1)
@@ -18,9 +18,14 @@ const HELP = `usage: npm run rollout -- [options]
   --window S             DRAIN_WINDOW_SECONDS (default 8; the chart's is 20)
   --close-timeout S      DRAIN_CLOSE_TIMEOUT_SECONDS (default 5)
   --prestop S            preStop sleep before SIGTERM (default 2; the chart's is 5)
-  --scale-to N           replicas left by scale-down (default replicas - 1)
+  --scale-to N           replicas after scale-down (default replicas - 1) or scale-up (default replicas × 2)
+  --rebalance on|off     replicas rebalance after scale-up (default: on for scale-up, off otherwise,
+                         so that rollout reports show the rollout alone; the chart turns it on)
+  --rebalance-interval S REBALANCE_INTERVAL_SECONDS (default 5; the chart's is 10)
+  --rebalance-rate F     REBALANCE_RATE, the fraction shed per interval (default 0.1; the chart's is 0.05)
   --no-prometheus        skip Prometheus and the PromQL checks
   --out DIR              report folder (default reports/<mode>)
+  --replot FILE          redraw report.md and connections.svg from a report.json, run nothing
 
 naive: replicas exit at once on SIGTERM with no preStop, like the original Go
 server behind nginx; the report shows what the drain prevents.`;
@@ -36,13 +41,24 @@ const { values } = parseArgs({
     'close-timeout': { type: 'string', default: '5' },
     prestop: { type: 'string', default: '2' },
     'scale-to': { type: 'string' },
+    rebalance: { type: 'string' },
+    'rebalance-interval': { type: 'string', default: '5' },
+    'rebalance-rate': { type: 'string', default: '0.1' },
     'no-prometheus': { type: 'boolean', default: false },
     out: { type: 'string' },
+    replot: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 if (values.help) {
   console.log(HELP);
+  process.exit(0);
+}
+
+if (values.replot) {
+  const report = JSON.parse(readFileSync(values.replot, 'utf8')) as RunReport;
+  const files = await writeReport(report, values.out ?? dirname(values.replot));
+  console.log(`redrawn: ${files.markdown}, ${files.svg}`);
   process.exit(0);
 }
 
@@ -61,7 +77,12 @@ if (!MODES.includes(mode)) {
   process.exit(2);
 }
 const replicas = number('replicas', values.replicas, 1);
-const out = values.out ?? join('reports', mode);
+const rebalancing = (values.rebalance ?? (mode === 'scale-up' ? 'on' : 'off')) === 'on';
+if (values.rebalance !== undefined && !['on', 'off'].includes(values.rebalance)) {
+  console.error(`rollout: --rebalance must be on or off, got ${JSON.stringify(values.rebalance)}`);
+  process.exit(2);
+}
+const out = values.out ?? join('reports', mode === 'scale-up' && !rebalancing ? `${mode}-no-rebalance` : mode);
 rmSync(join(out, 'work'), { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
@@ -76,7 +97,10 @@ const report = await runScenario({
     closeTimeoutSeconds: number('close-timeout', values['close-timeout'], 0.1),
     preStopSeconds: number('prestop', values.prestop, 0),
   },
-  scaleTo: number('scale-to', values['scale-to'] ?? String(replicas - 1), 1),
+  scaleTo: number('scale-to', values['scale-to'] ?? String(mode === 'scale-up' ? replicas * 2 : replicas - 1), 1),
+  rebalance: !rebalancing
+    ? undefined
+    : { intervalSeconds: number('rebalance-interval', values['rebalance-interval'], 0.1), rate: number('rebalance-rate', values['rebalance-rate'], 0.001), tolerance: 0.2, cooldownSeconds: 30 },
   prometheus: !values['no-prometheus'],
   progress: process.stdout.isTTY === true,
   dir: join(out, 'work'),
@@ -90,5 +114,9 @@ console.log(
     `abnormal closes ${t.abnormalCloses}, failed upgrades ${t.failedUpgrades}, reconnect gap p50 ${Math.round(t.reconnectGapMs.p50)} ms / p99 ${Math.round(t.reconnectGapMs.p99)} ms`,
 );
 for (const failure of report.failures) console.log(`  - ${failure}`);
+if (report.imbalance) {
+  const settled = report.imbalance.secondsToBelow1_25;
+  console.log(`imbalance (max / mean) at the end ${report.imbalance.final.toFixed(2)}; under 1.25 ${settled === undefined ? 'never' : `${settled.toFixed(1)} s after the scale-up`}`);
+}
 console.log(`report: ${files.markdown} (${files.json}, ${files.svg})`);
 process.exit(report.passed || mode === 'naive' ? 0 : 1);

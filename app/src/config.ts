@@ -9,6 +9,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const KUBERNETES_MODES = ['auto', 'on', 'off'] as const;
 export type KubernetesMode = (typeof KUBERNETES_MODES)[number];
 
+export const SWITCH = ['on', 'off'] as const;
+
 /** Paths the public port serves itself; the WebSocket path may not shadow them. */
 export const RESERVED_PATHS = ['/healthz', '/readyz', '/metrics'] as const;
 
@@ -44,6 +46,25 @@ export interface Config {
   readonly kubernetesServiceHost: string | undefined;
   /** A kubeconfig file for running outside a cluster with KUBERNETES_INTEGRATION=on. */
   readonly kubeconfig: string | undefined;
+  /** At most one pod-deletion-cost patch per this many seconds. */
+  readonly podDeletionCostIntervalSeconds: number;
+  readonly rebalance: RebalanceConfig;
+}
+
+/** Rebalancing after scale-up (app/src/rebalance.ts). */
+export interface RebalanceConfig {
+  readonly enabled: boolean;
+  /** Label selector of the pods of our Deployment: the fleet view; empty means none. */
+  readonly podSelector: string | undefined;
+  /** Fair share when the fleet cannot be seen (the HPA target); 0 means none. */
+  readonly targetConnections: number;
+  /** Shed only when above the share by more than this fraction. */
+  readonly tolerance: number;
+  /** Fraction of our connections we may close per interval. */
+  readonly rate: number;
+  readonly intervalSeconds: number;
+  /** After shedding stops, this long before it may start again. */
+  readonly cooldownSeconds: number;
 }
 
 /** Thrown by loadConfig; `problems` holds one line per bad variable. */
@@ -94,6 +115,17 @@ export function loadConfig(env: Env = process.env): Config {
     if (!Number.isFinite(parsed) || parsed < min || parsed > max) {
       const zero = zeroMeans === undefined ? '' : `, or 0 ${zeroMeans}`;
       fail(name, value, `must be a number of seconds from ${min} to ${max}${zero}`);
+      return fallback;
+    }
+    return parsed;
+  };
+
+  const fraction = (name: string, fallback: number, min: number, max: number): number => {
+    const value = raw(name);
+    if (value === undefined) return fallback;
+    const parsed = /^\d+(\.\d+)?$/.test(value) ? Number(value) : NaN;
+    if (!Number.isFinite(parsed) || parsed < min || parsed > max) {
+      fail(name, value, `must be a number from ${min} to ${max} (a fraction: 0.2 is 20 %)`);
       return fallback;
     }
     return parsed;
@@ -156,7 +188,21 @@ export function loadConfig(env: Env = process.env): Config {
     kubernetes: oneOf('KUBERNETES_INTEGRATION', 'auto', KUBERNETES_MODES),
     kubernetesServiceHost: raw('KUBERNETES_SERVICE_HOST'),
     kubeconfig: raw('KUBECONFIG'),
+    podDeletionCostIntervalSeconds: seconds('POD_DELETION_COST_INTERVAL_SECONDS', 10, 1, 3600),
+    rebalance: {
+      enabled: oneOf('REBALANCE', 'on', SWITCH) === 'on',
+      podSelector: raw('REBALANCE_POD_SELECTOR'),
+      targetConnections: integer('REBALANCE_TARGET_CONNECTIONS', 0, 0, 1_000_000),
+      tolerance: fraction('REBALANCE_TOLERANCE', 0.2, 0, 10),
+      rate: fraction('REBALANCE_RATE', 0.05, 0.001, 1),
+      intervalSeconds: seconds('REBALANCE_INTERVAL_SECONDS', 10, 0.1, 3600),
+      cooldownSeconds: seconds('REBALANCE_COOLDOWN_SECONDS', 60, 0, 86_400),
+    },
   };
+  const selector = config.rebalance.podSelector;
+  if (selector !== undefined && !/^[A-Za-z0-9._/-]+=[A-Za-z0-9._-]*(,[A-Za-z0-9._/-]+=[A-Za-z0-9._-]*)*$/.test(selector)) {
+    fail('REBALANCE_POD_SELECTOR', selector, 'must be an equality label selector like app.kubernetes.io/name=ws-echo,app.kubernetes.io/instance=echo');
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -33,6 +33,8 @@ export interface DrainSummary {
 export interface DrainDeps {
   /** process.exit in production; tests pass a recorder. */
   exit(code: number): void;
+  /** Stopped when the drain begins: it must not close sockets or refuse upgrades on its own any more. */
+  rebalancer?: { stop(): void };
   now?: () => number;
   random?: () => number;
 }
@@ -42,6 +44,7 @@ export class DrainController {
   readonly #service: Service;
   readonly #cluster: ClusterIntegration;
   readonly #exit: (code: number) => void;
+  readonly #rebalancer: { stop(): void } | undefined;
   readonly #now: () => number;
   readonly #random: () => number;
   readonly #log;
@@ -60,6 +63,7 @@ export class DrainController {
     this.#service = service;
     this.#cluster = cluster;
     this.#exit = deps.exit;
+    this.#rebalancer = deps.rebalancer;
     this.#now = deps.now ?? Date.now;
     this.#random = deps.random ?? Math.random;
     this.#log = service.logger.child({ module: 'drain' });
@@ -86,6 +90,7 @@ export class DrainController {
     // Readiness 503 and upgrades 503 + Retry-After, from this instant.
     admission.accepting = false;
     this.#cluster.stopDeletionCost();
+    this.#rebalancer?.stop();
     this.#startedAt = this.#now();
     this.#lastProgressLog = this.#startedAt;
     this.#windowMs = config.drainWindowSeconds * 1000;

@@ -27,8 +27,10 @@ export const DELETION_COST_ANNOTATION = 'controller.kubernetes.io/pod-deletion-c
  * exactly these verbs, and a chart test compares the two.
  */
 export const KUBERNETES_API_CALLS = [
-  { apiGroup: '', resource: 'events', verb: 'create', call: 'event' },
-  { apiGroup: '', resource: 'pods', verb: 'patch', call: 'patch' },
+  { apiGroup: '', resource: 'events', verb: 'create', call: 'event', only: undefined },
+  { apiGroup: '', resource: 'pods', verb: 'patch', call: 'patch', only: undefined },
+  // The rebalancer's fleet view (REBALANCE_POD_SELECTOR): a rate-limited list, no watch.
+  { apiGroup: '', resource: 'pods', verb: 'list', call: 'list', only: 'fleetView' },
 ] as const;
 export type ApiCall = (typeof KUBERNETES_API_CALLS)[number]['call'];
 
@@ -56,8 +58,19 @@ export const DEFAULT_CLUSTER_OPTIONS: ClusterOptions = {
   serviceAccountRoot: '',
 };
 
+/** One pod of our Deployment as the fleet view sees it. */
+export interface FleetPod {
+  readonly name: string;
+  /** Ready and not being deleted: a pod that takes connections. */
+  readonly serving: boolean;
+  /** Its pod-deletion-cost annotation: its connection count when it last reported, 0 if never. */
+  readonly connections: number;
+}
+
 export interface ClusterIntegration {
   readonly enabled: boolean;
+  /** The pods matching `selector` in our namespace, or undefined if the API cannot tell (logged, counted). */
+  listFleet(selector: string): Promise<FleetPod[] | undefined>;
   /** Creates an Event on our pod. Resolves within the API timeout (or `timeoutMs`), never rejects. */
   podEvent(reason: string, message: string, timeoutMs?: number): Promise<void>;
   /** Starts keeping pod-deletion-cost near `connectionCount()`. */
@@ -67,6 +80,7 @@ export interface ClusterIntegration {
 
 const DISABLED: ClusterIntegration = {
   enabled: false,
+  listFleet: async () => undefined,
   podEvent: async () => {},
   startDeletionCost: () => {},
   stopDeletionCost: () => {},
@@ -80,7 +94,7 @@ export function createClusterIntegration(
   options: Partial<ClusterOptions> = {},
 ): ClusterIntegration {
   const log = logger.child({ module: 'kube' });
-  const opts = { ...DEFAULT_CLUSTER_OPTIONS, ...options };
+  const opts = { ...DEFAULT_CLUSTER_OPTIONS, minPatchIntervalMs: config.podDeletionCostIntervalSeconds * 1000, ...options };
   if (config.kubernetes === 'off') {
     log.info('kubernetes integration off (KUBERNETES_INTEGRATION=off)');
     return DISABLED;
@@ -99,7 +113,10 @@ export function createClusterIntegration(
     else if (config.kubeconfig !== undefined) kc.loadFromFile(config.kubeconfig);
     else throw new Error('not in a cluster and KUBECONFIG is not set');
   } catch (err) {
-    log.error({ err }, 'kubernetes integration off: KUBERNETES_INTEGRATION=on but no usable cluster credentials');
+    // Only the first line: a YAML error goes on to quote the lines around the
+    // mistake, and in a kubeconfig those can hold the bearer token.
+    const problem = err instanceof Error ? err.message.split('\n', 1)[0] : String(err);
+    log.error({ problem, kubeconfig: config.kubeconfig }, 'kubernetes integration off: KUBERNETES_INTEGRATION=on but no usable cluster credentials');
     return DISABLED;
   }
   const namespace = config.podNamespace ?? readNamespace(serviceAccountDir);
@@ -163,6 +180,19 @@ class KubernetesCluster implements ClusterIntegration {
       count: 1,
     };
     await this.#call('event', () => this.#api.createNamespacedEvent({ namespace: this.#namespace, body }, withTimeout(timeoutMs)));
+  }
+
+  async listFleet(selector: string): Promise<FleetPod[] | undefined> {
+    let pods: FleetPod[] | undefined;
+    await this.#call('list', async () => {
+      const list = await this.#api.listNamespacedPod({ namespace: this.#namespace, labelSelector: selector }, withTimeout(this.#opts.apiTimeoutMs));
+      pods = list.items.map((pod) => ({
+        name: pod.metadata?.name ?? '',
+        serving: pod.metadata?.deletionTimestamp === undefined && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+        connections: Number(pod.metadata?.annotations?.[DELETION_COST_ANNOTATION] ?? 0) || 0,
+      }));
+    });
+    return pods;
   }
 
   startDeletionCost(connectionCount: () => number): void {

@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { DrainController } from './drain.js';
 import { createClusterIntegration } from './kube.js';
 import { createLogger } from './logger.js';
+import { Rebalancer } from './rebalance.js';
 import { startService } from './service.js';
 
 function readConfig(): Config {
@@ -24,6 +25,9 @@ const service = await startService(config, logger);
 const cluster = createClusterIntegration(config, logger, service.counters);
 cluster.startDeletionCost(() => service.connections.size);
 
-const drain = new DrainController(service, cluster, { exit: (code) => process.exit(code) });
+const rebalancer = new Rebalancer(service, cluster);
+rebalancer.start();
+
+const drain = new DrainController(service, cluster, { exit: (code) => process.exit(code), rebalancer });
 process.on('SIGTERM', () => drain.onSignal('SIGTERM'));
 process.on('SIGINT', () => drain.onSignal('SIGINT'));

@@ -5,6 +5,10 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { DRAIN_STATES, type DrainState } from './drain.js';
 
+/** Where the rebalancer's fair share comes from: the fleet's mean, the configured target, or nowhere (off). */
+export const REBALANCE_SOURCES = ['fleet', 'target', 'none'] as const;
+export type RebalanceSource = (typeof REBALANCE_SOURCES)[number];
+
 /** Why an upgrade was refused; the label values of websocket_upgrades_rejected_total. */
 export const REJECT_REASONS = [
   'path', // not WS_PATH: 404
@@ -12,6 +16,7 @@ export const REJECT_REASONS = [
   'max_connections', // MAX_CONNECTIONS reached: 503
   'draining', // pod is shutting down: 503 + Retry-After
   'invalid_handshake', // bad Sec-WebSocket-Key, version, method...: 400/405
+  'rebalancing', // above its fair share after a scale-up: 503 + Retry-After
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -47,6 +52,11 @@ export class Counters {
   drainClosedGracefully = 0;
   /** Sockets still open at the drain deadline, terminated without a handshake. */
   drainTerminated = 0;
+  /** Rebalancer: where the fair share comes from, the share, and what was shed. */
+  rebalanceSource: RebalanceSource = 'none';
+  rebalanceShare = 0;
+  rebalanceShedding = false;
+  rebalanceShed = 0;
   /** Kubernetes API requests by `${call} ${result}`. */
   readonly kubeApi = new Map<string, number>();
 
@@ -215,6 +225,47 @@ export function createRegistry(counters: Counters, sources: MetricSources, maxCo
       this.reset();
       this.inc({ how: 'graceful' }, counters.drainClosedGracefully);
       this.inc({ how: 'terminated' }, counters.drainTerminated);
+    },
+  });
+  new Gauge({
+    name: 'websocket_rebalance_source',
+    help: "1 for where the rebalancer's fair share comes from: fleet (mean of the Deployment's pods), target (REBALANCE_TARGET_CONNECTIONS), none",
+    labelNames: ['source'],
+    registers,
+    collect() {
+      for (const source of REBALANCE_SOURCES) this.set({ source }, source === counters.rebalanceSource ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'websocket_rebalance_share',
+    help: 'Fair share of connections for this pod (0 when unknown)',
+    registers,
+    collect() {
+      this.set(counters.rebalanceShare);
+    },
+  });
+  new Gauge({
+    name: 'websocket_rebalance_excess',
+    help: 'Connections above the fair share (0 when at or below it, or when the share is unknown)',
+    registers,
+    collect() {
+      this.set(counters.rebalanceShare > 0 ? Math.max(0, counters.connectionsActive - counters.rebalanceShare) : 0);
+    },
+  });
+  new Gauge({
+    name: 'websocket_rebalance_shedding',
+    help: '1 while this pod sheds connections and refuses upgrades to move load to emptier pods',
+    registers,
+    collect() {
+      this.set(counters.rebalanceShedding ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'websocket_rebalance_shed_total',
+    help: 'Connections closed (1013) to move them to emptier pods',
+    registers,
+    collect() {
+      setCounter(this, counters.rebalanceShed);
     },
   });
   new Counter({

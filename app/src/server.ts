@@ -6,17 +6,20 @@ import { WebSocketServer } from 'ws';
 import { canonicalOrigin, type Config } from './config.js';
 import { ConnectionRegistry, EchoSocket } from './connections.js';
 import { demoPage, SERVED_BY_PARAM } from './demo.js';
+import { descriptorBudget } from './descriptors.js';
 import type { Logger } from './logger.js';
 import type { Counters, HttpError, RejectReason } from './metrics.js';
 
-/** Whether the public port takes new sockets; the drain controller flips it. */
+/** Whether the public port takes new sockets; the drain controller and the rebalancer flip it. */
 export interface Admission {
   /** False once the pod drains: /readyz answers 503 and upgrades get 503. */
   accepting: boolean;
+  /** True while the pod sheds load after a scale-up: upgrades get 503, readiness stays 200. */
+  rebalancing: boolean;
 }
 
-/** Seconds a client refused during drain is told to wait (Retry-After). */
-export const DRAIN_RETRY_AFTER_SECONDS = 1;
+/** Seconds a client refused with 503 (draining, rebalancing, full) is told to wait (Retry-After). */
+export const RETRY_AFTER_SECONDS = 1;
 
 export interface PublicServer {
   readonly http: Server;
@@ -66,12 +69,17 @@ export function createPublicServer(
 
   let full = false;
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // RFC 6455 §4.2.1: a handshake without Host is refused. Node answers 400
+    // itself for plain requests (requireHostHeader) but hands upgrades to us.
+    if (req.headers.host === undefined) {
+      return reject(socket, 'invalid_handshake', 400, 'missing Host header');
+    }
     if (pathOf(req.url) !== config.wsPath) {
       return reject(socket, 'path', 404, `no WebSocket endpoint here; connect to ${config.wsPath}`);
     }
     if (!admission.accepting) {
       return reject(socket, 'draining', 503, 'this replica is shutting down; retry', {
-        'Retry-After': String(DRAIN_RETRY_AFTER_SECONDS),
+        'Retry-After': String(RETRY_AFTER_SECONDS),
       });
     }
     const origin = req.headers.origin;
@@ -80,11 +88,16 @@ export function createPublicServer(
     if (origin !== undefined && allowedOrigins.size > 0 && !allowedOrigins.has(canonicalOrigin(origin) ?? '')) {
       return reject(socket, 'origin', 403, `origin ${origin} is not allowed`);
     }
+    if (admission.rebalancing) {
+      return reject(socket, 'rebalancing', 503, 'this replica holds more than its share of connections; retry on another', {
+        'Retry-After': String(RETRY_AFTER_SECONDS),
+      });
+    }
     if (connections.size >= config.maxConnections) {
       if (!full) log.warn({ maxConnections: config.maxConnections }, 'connection limit reached, refusing upgrades with 503');
       full = true;
       return reject(socket, 'max_connections', 503, 'connection limit reached; retry on another replica', {
-        'Retry-After': String(DRAIN_RETRY_AFTER_SECONDS),
+        'Retry-After': String(RETRY_AFTER_SECONDS),
       });
     }
     if (full) {
@@ -146,16 +159,31 @@ export function createPublicServer(
     log.debug({ reason, code: err.code }, 'malformed request');
     writeHttpError(socket, status, STATUS_CODES[status] ?? 'error');
   });
-  // After listen() the only 'error' a server emits is a failed accept (EMFILE,
-  // ENFILE): count it and keep serving the connections we have.
+  // Out of file descriptors, libuv closes new connections itself and never
+  // reports EMFILE (see descriptors.ts), so stop short of RLIMIT_NOFILE: past
+  // the budget Node drops each new connection and emits 'drop'. After listen()
+  // the only 'error' a server emits is an accept failure libuv does report.
+  // Either way: count it, log it once, keep serving the connections we have.
+  const budget = descriptorBudget();
+  if (budget !== undefined) http.maxConnections = budget.connections;
   let acceptErrorLogged = false;
-  http.on('listening', () => {
-    http.on('error', (err) => {
-      counters.acceptErrors++;
-      if (!acceptErrorLogged) log.error({ err }, 'cannot accept connections (file descriptor limit?); counting further errors in websocket_accept_errors_total');
-      acceptErrorLogged = true;
-    });
-  });
+  const acceptFailed = (err?: Error): void => {
+    counters.acceptErrors++;
+    if (acceptErrorLogged) return;
+    acceptErrorLogged = true;
+    log.error(
+      { ...(err ? { err } : {}), openFilesLimit: budget?.limit, connectionBudget: budget?.connections },
+      'cannot accept connections: out of file descriptors (raise RLIMIT_NOFILE or lower MAX_CONNECTIONS); counting further failures in websocket_accept_errors_total',
+    );
+  };
+  http.on('drop', () => acceptFailed());
+  http.on('listening', () => http.on('error', acceptFailed));
+  if (budget !== undefined && budget.connections < config.maxConnections) {
+    log.warn(
+      { openFilesLimit: budget.limit, connectionBudget: budget.connections, maxConnections: config.maxConnections },
+      'RLIMIT_NOFILE allows fewer connections than MAX_CONNECTIONS; past the budget new connections are dropped',
+    );
+  }
   return { http, wss };
 }
 

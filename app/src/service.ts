@@ -30,7 +30,7 @@ export interface Service {
 
 export async function startService(config: Config, logger: Logger): Promise<Service> {
   const counters = new Counters();
-  const admission: Admission = { accepting: true };
+  const admission: Admission = { accepting: true, rebalancing: false };
   const connections = new ConnectionRegistry(config, counters, logger);
   const registry = createRegistry(counters, connections, config.maxConnections);
   const { http } = createPublicServer(config, connections, admission, counters, logger);

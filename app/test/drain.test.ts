@@ -33,8 +33,10 @@ describe('drain on SIGTERM', () => {
       await sleep(500);
       const signalledAt = Date.now();
       draining.child.kill('SIGTERM');
+      // The signal arrives asynchronously; from the moment the process handles it…
+      await waitFor('the drain to start', () => draining.logs.some((l) => l.msg === 'drain started'));
 
-      // Readiness and new upgrades are refused at once.
+      // …readiness and new upgrades are refused.
       assert.equal((await httpGet(draining.port, '/readyz')).status, 503);
       const refused = await connect(draining.port).catch((err: unknown) => err);
       assert.ok(refused instanceof UpgradeRefused && refused.status === 503, 'an upgrade during the drain gets 503');
@@ -60,6 +62,12 @@ describe('drain on SIGTERM', () => {
       await waitFor('every client to reconnect to the other instance', () => clients.every((c) => c.connected && c.servedBy === 'new'), 10_000);
       await sleep(500);
       report('drain', { clients: CLIENTS, exitSeconds, p10, p90, first: Math.min(...times), last: Math.max(...times) });
+    } catch (err) {
+      // A failed assertion must not leave 500 clients and two processes behind to hang the run.
+      await Promise.all(clients.map((c) => c.stop(0)));
+      draining.kill();
+      other.kill();
+      throw err;
     } finally {
       clearInterval(sender);
     }

@@ -151,6 +151,40 @@ Whether an autoscaler owns the replica count.
 {{- end }}
 
 {{/*
+"true" when the rebalancer reads the fleet from the Kubernetes API (it then
+needs the integration's token and `list pods`), empty otherwise.
+*/}}
+{{- define "ws-echo.fleetView" -}}
+{{- if and .Values.rebalance.enabled .Values.rebalance.fleetView .Values.kubernetesIntegration.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The selector labels as an equality label selector ("k=v,k=v"), for the
+rebalancer's pod list: the same pods the Deployment selects.
+*/}}
+{{- define "ws-echo.selectorString" -}}
+{{- $pairs := list }}
+{{- range $key, $value := include "ws-echo.selectorLabels" . | fromYaml }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/*
+The rebalancer's fallback share: rebalance.targetConnections, else the
+autoscaling target when an autoscaler runs, else 0 (none).
+*/}}
+{{- define "ws-echo.rebalanceTarget" -}}
+{{- if gt (.Values.rebalance.targetConnections | int64) 0 -}}
+{{ .Values.rebalance.targetConnections | int64 }}
+{{- else if include "ws-echo.autoscaled" . -}}
+{{ .Values.autoscaling.targetConnectionsPerPod | int64 }}
+{{- else -}}
+0
+{{- end }}
+{{- end }}
+
+{{/*
 Checks the schema cannot express (cross-field rules). Each message says what
 is wrong and what to do, since `helm install` shows nothing else.
 */}}

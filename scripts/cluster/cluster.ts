@@ -5,6 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { DELETION_COST_ANNOTATION } from '../../app/src/kube.js';
+import { FakeApiServer } from './fake-apiserver.js';
 import { NginxProxy, type ProxySettings } from './nginx.js';
 import { Prometheus } from './prometheus.js';
 import { Replica, sleep } from './replica.js';
@@ -13,6 +15,14 @@ export interface DrainTimings {
   readonly preStopSeconds: number;
   readonly windowSeconds: number;
   readonly closeTimeoutSeconds: number;
+}
+
+/** The rebalancer's settings for every replica (REBALANCE_* variables); undefined turns it off. */
+export interface RebalanceSettings {
+  readonly intervalSeconds: number;
+  readonly rate: number;
+  readonly tolerance: number;
+  readonly cooldownSeconds: number;
 }
 
 export interface ClusterOptions {
@@ -27,8 +37,15 @@ export interface ClusterOptions {
   readonly prometheus: boolean;
   /** Working folder for nginx, Prometheus and logs. */
   readonly dir: string;
+  /** Rebalancing with the fleet view; off when undefined. */
+  readonly rebalance?: RebalanceSettings | undefined;
   /** Extra service environment for every replica. */
   readonly serviceEnv?: Readonly<Record<string, string>>;
+}
+
+/** The labels the chart's selectorLabels give every pod of the release. */
+function podLabels(release: string): Record<string, string> {
+  return { 'app.kubernetes.io/name': 'ws-echo', 'app.kubernetes.io/instance': release };
 }
 
 export type EventKind = 'created' | 'ready' | 'added' | 'removed' | 'sigterm' | 'sigkill' | 'exited';
@@ -61,6 +78,9 @@ export class LocalCluster {
   #sampler: NodeJS.Timeout | undefined;
   #nginx: NginxProxy | undefined;
   #prometheus: Prometheus | undefined;
+  /** The replicas' Kubernetes API: Events, pod-deletion-cost patches and the fleet view hit it. */
+  readonly api = new FakeApiServer();
+  #kubeconfig = '';
 
   private constructor(readonly options: ClusterOptions) {}
 
@@ -68,6 +88,8 @@ export class LocalCluster {
     mkdirSync(options.dir, { recursive: true });
     const cluster = new LocalCluster(options);
     try {
+      await cluster.api.listen();
+      cluster.#kubeconfig = cluster.api.writeKubeconfig(join(options.dir, 'kubeconfig.yaml'), options.namespace);
       const replicas = await Promise.all(Array.from({ length: options.replicas }, () => cluster.#createReplica()));
       await Promise.all(replicas.map((r) => cluster.#waitReady(r)));
       cluster.#serving = replicas;
@@ -132,12 +154,27 @@ export class LocalCluster {
     }
   }
 
-  /** Scale-down to `replicas`: the ReplicaSet deletes the pods with the lowest pod-deletion-cost (fewest connections) at once. */
+  /**
+   * Scale-down to `replicas`: the ReplicaSet deletes the pods with the lowest
+   * pod-deletion-cost at once, as the replicas themselves reported it.
+   */
   async scaleDown(replicas: number): Promise<string[]> {
-    const counts = await Promise.all(this.#serving.map(async (r) => ({ replica: r, cost: (await r.connections()) ?? 0 })));
+    const counts = this.#serving.map((r) => ({ replica: r, cost: Number(this.api.annotations(this.options.namespace, r.name)?.[DELETION_COST_ANNOTATION] ?? 0) }));
     const victims = counts.sort((a, b) => a.cost - b.cost).slice(0, Math.max(0, this.#serving.length - replicas)).map((c) => c.replica);
     await Promise.all(victims.map((victim) => this.#retire(victim)));
     return victims.map((v) => v.name);
+  }
+
+  /** Scale-up to `replicas`: the new pods start together and join the Service as each becomes ready. */
+  async scaleUp(replicas: number): Promise<string[]> {
+    const fresh = await Promise.all(Array.from({ length: Math.max(0, replicas - this.#serving.length) }, () => this.#createReplica()));
+    await Promise.all(
+      fresh.map(async (replica) => {
+        await this.#waitReady(replica);
+        await this.#setServing([...this.#serving, replica], replica, 'added');
+      }),
+    );
+    return fresh.map((r) => r.name);
   }
 
   /** Chaos: SIGKILL one replica; its endpoint goes a second later, and the ReplicaSet starts a replacement. */
@@ -147,6 +184,7 @@ export class LocalCluster {
     this.#event('sigkill', victim);
     this.exitCodes[victim.name] = (await victim.exited).code;
     this.#event('exited', victim, 'killed');
+    this.api.removePod(this.options.namespace, victim.name);
     const replacement = this.#createReplica();
     await sleep(1000); // endpoint propagation after the pod is gone
     await this.#setServing(this.#serving.filter((r) => r !== victim), victim, 'removed');
@@ -163,10 +201,12 @@ export class LocalCluster {
     await Promise.all(this.allReplicas.map((r) => r.exited));
     await this.#nginx?.stop();
     await this.#prometheus?.stop();
+    await this.api.close();
   }
 
   // Remove from the Service, preStop sleep, SIGTERM, wait for the exit.
   async #retire(replica: Replica): Promise<void> {
+    this.api.markTerminating(this.options.namespace, replica.name);
     await this.#setServing(this.#serving.filter((r) => r !== replica), replica, 'removed');
     if (!this.options.naive) await sleep(this.options.drain.preStopSeconds * 1000);
     replica.terminate();
@@ -174,20 +214,36 @@ export class LocalCluster {
     const exit = await replica.exited;
     this.exitCodes[replica.name] = exit.code;
     this.#event('exited', replica, `code ${exit.code}`);
+    this.api.removePod(this.options.namespace, replica.name);
     this.#updateScrapeTargets();
   }
 
   async #createReplica(): Promise<Replica> {
     const name = `${this.options.release}-ws-echo-${this.#templateHash}-${randomBytes(3).toString('hex').slice(0, 5)}`;
-    const { drain } = this.options;
+    const { drain, rebalance, namespace, release } = this.options;
+    const labels = podLabels(release);
+    this.api.addPod(namespace, name, labels);
     const replica = await Replica.start({
       name,
       naive: this.options.naive,
       env: {
-        POD_NAMESPACE: this.options.namespace,
+        POD_NAMESPACE: namespace,
         DRAIN_WINDOW_SECONDS: String(drain.windowSeconds),
         DRAIN_CLOSE_TIMEOUT_SECONDS: String(drain.closeTimeoutSeconds),
-        KUBERNETES_INTEGRATION: 'off',
+        // The real Kubernetes code paths, against the fake API server.
+        KUBERNETES_INTEGRATION: 'on',
+        KUBECONFIG: this.#kubeconfig,
+        POD_DELETION_COST_INTERVAL_SECONDS: '1',
+        ...(rebalance
+          ? {
+              REBALANCE: 'on',
+              REBALANCE_POD_SELECTOR: Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(','),
+              REBALANCE_INTERVAL_SECONDS: String(rebalance.intervalSeconds),
+              REBALANCE_RATE: String(rebalance.rate),
+              REBALANCE_TOLERANCE: String(rebalance.tolerance),
+              REBALANCE_COOLDOWN_SECONDS: String(rebalance.cooldownSeconds),
+            }
+          : { REBALANCE: 'off' }),
         ...this.options.serviceEnv,
       },
     });
@@ -199,6 +255,7 @@ export class LocalCluster {
 
   async #waitReady(replica: Replica): Promise<void> {
     await replica.waitReady();
+    this.api.setReady(this.options.namespace, replica.name, true);
     this.#event('ready', replica);
   }
 

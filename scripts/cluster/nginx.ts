@@ -53,7 +53,10 @@ export function nginxConfig(settings: ProxySettings, upstreams: readonly Upstrea
     none: '',
   }[settings.affinity];
   // nginx refuses an empty upstream; a server marked down stands in.
-  const servers = upstreams.length > 0 ? upstreams.map((u) => `    server 127.0.0.1:${u.port}; # ${u.name}`) : ['    server 127.0.0.1:1 down;'];
+  // max_fails=0: ingress-nginx's Lua balancer never marks an endpoint down after
+  // a refused request (kubernetes/ingress-nginx#4773); nginx's default would
+  // take a pod out for 10 s after one 503 from a draining or shedding pod.
+  const servers = upstreams.length > 0 ? upstreams.map((u) => `    server 127.0.0.1:${u.port} max_fails=0; # ${u.name}`) : ['    server 127.0.0.1:1 down;'];
   const cookie = settings.affinity === 'cookie'
     ? `      add_header Set-Cookie "${settings.cookieName}=$affinity_key; Path=/; Max-Age=${settings.cookieMaxAgeSeconds}; HttpOnly" always;`
     : '';
@@ -101,6 +104,7 @@ ${cookie}
 export class NginxProxy {
   #generation = 0;
   #upstreams: Upstream[] = [];
+  #reloading: Promise<void> = Promise.resolve();
   /** Date.now() and the upstream names after each completed reload. */
   readonly reloads: { at: number; upstreams: string[] }[] = [];
 
@@ -131,14 +135,21 @@ export class NginxProxy {
     return this.#upstreams;
   }
 
-  /** Rewrites the upstream list and reloads nginx (SIGHUP), resolving once new workers answer. */
-  async setUpstreams(upstreams: readonly Upstream[]): Promise<void> {
-    this.#upstreams = [...upstreams];
-    const generation = ++this.#generation;
-    writeFileSync(join(this.dir, 'nginx.conf'), nginxConfig(this.settings, upstreams, this.port, this.dir, generation));
-    this.master.kill('SIGHUP');
-    await this.#awaitGeneration(generation);
-    this.reloads.push({ at: Date.now(), upstreams: upstreams.map((u) => u.name) });
+  /**
+   * Rewrites the upstream list and reloads nginx (SIGHUP), resolving once new
+   * workers answer. Calls run one after another, like the controller's syncs.
+   */
+  setUpstreams(upstreams: readonly Upstream[]): Promise<void> {
+    const reload = this.#reloading.then(async () => {
+      this.#upstreams = [...upstreams];
+      const generation = ++this.#generation;
+      writeFileSync(join(this.dir, 'nginx.conf'), nginxConfig(this.settings, upstreams, this.port, this.dir, generation));
+      this.master.kill('SIGHUP');
+      await this.#awaitGeneration(generation);
+      this.reloads.push({ at: Date.now(), upstreams: upstreams.map((u) => u.name) });
+    });
+    this.#reloading = reload.catch(() => {});
+    return reload;
   }
 
   async stop(): Promise<void> {

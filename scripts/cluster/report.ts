@@ -26,7 +26,8 @@ export interface RunReport {
   readonly events: ClusterEvent[];
   readonly connectionsPerReplica: Sample[];
   readonly promql: PromqlCheck[];
-  readonly imbalance?: { readonly final: number; readonly series: { t: number; ratio: number }[] };
+  /** scale-up: max / mean of the replicas' connections over time, from the scale-up on. */
+  readonly imbalance?: { readonly final: number; readonly series: { t: number; ratio: number }[]; readonly secondsToBelow1_25: number | undefined };
   readonly passed: boolean;
   readonly failures: string[];
 }
@@ -60,6 +61,10 @@ export function summary(report: RunReport, plot: string): string {
     ['reconnect gap p50 / p99 / max', `${ms(t.reconnectGapMs.p50)} / ${ms(t.reconnectGapMs.p99)} / ${ms(t.reconnectGapMs.max)}`],
     ['replicas before → after', `${report.replicas.initial.length} → ${report.replicas.final.length}${report.replicas.allReplaced ? ' (all replaced)' : ''}`],
   ];
+  if (report.imbalance) {
+    rows.push(['imbalance (max / mean) at the end', report.imbalance.final.toFixed(2)]);
+    rows.push(['time from scale-up to imbalance < 1.25 for good', report.imbalance.secondsToBelow1_25 === undefined ? 'never' : `${report.imbalance.secondsToBelow1_25.toFixed(1)} s`]);
+  }
   const promql = report.promql.map(
     (p) =>
       `- ${p.when}: prometheus-adapter \`${p.adapter.query}\` → ${Object.entries(p.adapter.perPod).map(([pod, v]) => `${shortName(pod)}=${v}`).join(', ')} ` +
@@ -82,7 +87,10 @@ export function summary(report: RunReport, plot: string): string {
   ].join('\n');
 }
 
-/** Vega-Lite: one line per replica, a vertical rule per SIGTERM/SIGKILL and per replica added. */
+/**
+ * Vega-Lite: one line per replica, a vertical rule per SIGTERM/SIGKILL and
+ * per replica added; for scale-up, the imbalance (max / mean) below it.
+ */
 export async function connectionsPlot(report: RunReport): Promise<string> {
   const points = report.connectionsPerReplica.flatMap((s) =>
     Object.entries(s.connections).map(([replica, connections]) => ({ t: s.t / 1000, replica: shortName(replica), connections })),
@@ -90,9 +98,8 @@ export async function connectionsPlot(report: RunReport): Promise<string> {
   const marks = report.events
     .filter((e) => e.kind === 'sigterm' || e.kind === 'sigkill' || e.kind === 'added')
     .map((e) => ({ t: e.t / 1000, event: `${e.kind} ${shortName(e.replica)}`, kind: e.kind }));
-  const spec: vegaLite.TopLevelSpec = {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: `Connections per replica: ${report.mode}`, subtitle: `${report.totals.clients} clients, lost ${report.totals.lost}, abnormal closes ${report.totals.abnormalCloses}, failed upgrades ${report.totals.failedUpgrades}` },
+  const seconds = { field: 't', type: 'quantitative', title: 'seconds since start' } as const;
+  const connections = {
     width: 760,
     height: 300,
     layer: [
@@ -100,7 +107,7 @@ export async function connectionsPlot(report: RunReport): Promise<string> {
         data: { values: marks },
         mark: { type: 'rule', strokeDash: [4, 3] },
         encoding: {
-          x: { field: 't', type: 'quantitative' },
+          x: seconds,
           color: { field: 'kind', type: 'nominal', scale: { domain: ['added', 'sigterm', 'sigkill'], range: ['#9ab', '#d62728', '#000'] }, legend: { title: 'event' } },
         },
       },
@@ -108,15 +115,34 @@ export async function connectionsPlot(report: RunReport): Promise<string> {
         data: { values: points },
         mark: { type: 'line', interpolate: 'step-after' },
         encoding: {
-          x: { field: 't', type: 'quantitative', title: 'seconds since start' },
+          x: seconds,
           y: { field: 'connections', type: 'quantitative', title: 'open connections' },
           stroke: { field: 'replica', type: 'nominal', legend: { title: 'replica', labelLimit: 400 } },
         },
       },
     ],
     resolve: { scale: { color: 'independent' } },
+  };
+  const imbalance = report.imbalance && {
+    width: 760,
+    height: 120,
+    layer: [
+      {
+        data: { values: report.imbalance.series.map((p) => ({ t: p.t / 1000, ratio: p.ratio })) },
+        mark: { type: 'line', color: '#444' },
+        encoding: { x: seconds, y: { field: 'ratio', type: 'quantitative', title: 'max / mean', scale: { domainMin: 1 } } },
+      },
+      { data: { values: [{ goal: 1.25 }] }, mark: { type: 'rule', color: '#2ca02c', strokeDash: [2, 2] }, encoding: { y: { field: 'goal', type: 'quantitative' } } },
+    ],
+  };
+  const t = report.totals;
+  const head = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: `Connections per replica: ${report.mode}`, subtitle: `${t.clients} clients, lost ${t.lost}, abnormal closes ${t.abnormalCloses}, failed upgrades ${t.failedUpgrades}` },
     config: { background: 'white' },
   };
+  // Object literals above widen their string literals; the shapes are Vega-Lite's, checked by compile().
+  const spec = (imbalance ? { ...head, vconcat: [connections, imbalance], resolve: { scale: { x: 'shared' } } } : { ...head, ...connections }) as vegaLite.TopLevelSpec;
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();

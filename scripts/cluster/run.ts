@@ -2,13 +2,13 @@
 // operation (rollout, scale-down, kill, naive rollout), check the PromQL of
 // k8s/ against Prometheus, and build the report.
 import cliProgress from 'cli-progress';
-import { LocalCluster, type DrainTimings } from './cluster.js';
+import { LocalCluster, type DrainTimings, type RebalanceSettings, type Sample } from './cluster.js';
 import { Load, type LoadTotals } from './load.js';
 import type { PromqlCheck, RunReport } from './report.js';
 import { adapterQuery, chartValues, kedaTrigger, proxySettingsFromChart } from './settings.js';
 import { sleep } from './replica.js';
 
-export const MODES = ['rollout', 'scale-down', 'kill', 'naive'] as const;
+export const MODES = ['rollout', 'scale-down', 'scale-up', 'kill', 'naive'] as const;
 export type Mode = (typeof MODES)[number];
 
 export interface RunOptions {
@@ -20,8 +20,10 @@ export interface RunOptions {
   /** The run lasts at least this long; longer if the operation needs it (plus a short tail). */
   readonly durationSeconds: number;
   readonly drain: DrainTimings;
-  /** Replicas left after scale-down. */
+  /** Replicas after scale-down or scale-up. */
   readonly scaleTo: number;
+  /** Rebalancing with the fleet view (as the chart deploys it); undefined turns it off. */
+  readonly rebalance: RebalanceSettings | undefined;
   readonly prometheus: boolean;
   readonly progress: boolean;
   readonly dir: string;
@@ -46,6 +48,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     naive: options.mode === 'naive',
     prometheus: options.prometheus,
     dir: options.dir,
+    rebalance: options.rebalance,
   });
   const startedAt = new Date();
   const failures: string[] = [];
@@ -54,6 +57,8 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
   let bar: cliProgress.SingleBar | undefined;
   let phase = 'connecting';
   let totals: LoadTotals | undefined;
+  /** ms since the cluster started when the clients stopped sending: later samples show them leaving. */
+  let loadEnd = Infinity;
   const initial = cluster.serving.map((r) => r.name);
   try {
     cluster.startSampling();
@@ -71,6 +76,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     phase = options.mode;
     if (options.mode === 'rollout' || options.mode === 'naive') await cluster.rolloutRestart();
     else if (options.mode === 'scale-down') await cluster.scaleDown(options.scaleTo);
+    else if (options.mode === 'scale-up') await cluster.scaleUp(options.scaleTo);
     else await cluster.killOne();
 
     phase = 'tail';
@@ -78,6 +84,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     await sleep(Math.max(TAIL_SECONDS * 1000, remaining));
     if (cluster.prometheus) promql.push(await checkPromql(cluster, `after the ${options.mode}`));
     await options.beforeFinish?.();
+    loadEnd = Date.now() - cluster.startedAt;
     phase = 'settling';
     totals = await load.finish();
   } finally {
@@ -93,6 +100,8 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
   if (totals.failedUpgrades > 0) failures.push(`${totals.failedUpgrades} failed upgrades seen by clients`);
   if (totals.duplicated + totals.corrupted + totals.outOfOrder > 0) failures.push('duplicated, corrupted or out-of-order echoes');
   if ((options.mode === 'rollout' || options.mode === 'naive') && !allReplaced) failures.push('not every replica was replaced');
+  const samples = cluster.samples.filter((s) => s.t <= loadEnd);
+  const imbalance = options.mode === 'scale-up' ? imbalanceAfter(cluster.events.find((e) => e.kind === 'added')?.t ?? 0, samples) : undefined;
   for (const check of promql) {
     if (!check.adapter.ok) failures.push(`prometheus-adapter query disagrees with the replicas ${check.when}`);
     if (!check.keda.ok) failures.push(`KEDA query disagrees with the replicas ${check.when}`);
@@ -111,18 +120,43 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
       durationSeconds: options.durationSeconds,
       drain: options.drain,
       proxy: cluster.nginx.settings,
-      scaleTo: options.mode === 'scale-down' ? options.scaleTo : undefined,
+      scaleTo: options.mode === 'scale-down' || options.mode === 'scale-up' ? options.scaleTo : undefined,
+      rebalance: options.rebalance ?? 'off',
     },
     startedAt: startedAt.toISOString(),
     durationSeconds: (Date.now() - startedAt.getTime()) / 1000,
     totals,
     replicas: { initial, final, allReplaced, exitCodes },
     events: cluster.events,
-    connectionsPerReplica: cluster.samples,
+    connectionsPerReplica: samples,
     promql,
+    ...(imbalance ? { imbalance } : {}),
     passed: failures.length === 0,
     failures,
   };
+}
+
+/**
+ * Imbalance (max / mean of the replicas' connections) at every sample from
+ * `since` (ms) on, the time it first fell under 1.25 and stayed there, and
+ * its value at the end (mean of the last three samples).
+ */
+export function imbalanceAfter(since: number, samples: readonly Sample[]): NonNullable<RunReport['imbalance']> {
+  const series = samples
+    .filter((s) => s.t >= since && Object.keys(s.connections).length > 0)
+    .map((s) => {
+      const counts = Object.values(s.connections);
+      const mean = counts.reduce((a, b) => a + b, 0) / counts.length;
+      return { t: s.t, ratio: mean > 0 ? Math.max(...counts) / mean : 1 };
+    });
+  const last = series.slice(-3);
+  const final = last.reduce((a, b) => a + b.ratio, 0) / Math.max(1, last.length);
+  let settledAt: number | undefined;
+  for (const point of series) {
+    if (point.ratio < 1.25) settledAt ??= point.t;
+    else settledAt = undefined;
+  }
+  return { final, series, secondsToBelow1_25: settledAt === undefined ? undefined : (settledAt - since) / 1000 };
 }
 
 /**

@@ -19,7 +19,9 @@ import { KUBERNETES_API_CALLS } from '../../src/kube.js';
 
 // What app/src/kube.ts calls, as Role rules: read from the code's own list,
 // so the Role and the code cannot drift apart.
-const EXPECTED_RBAC = KUBERNETES_API_CALLS.map((call) => ({ apiGroups: [call.apiGroup], resources: [call.resource], verbs: [call.verb] }));
+const rbacFor = (fleetView: boolean): unknown[] =>
+  KUBERNETES_API_CALLS.filter((call) => call.only === undefined || fleetView).map((call) => ({ apiGroups: [call.apiGroup], resources: [call.resource], verbs: [call.verb] }));
+const EXPECTED_RBAC = rbacFor(true);
 
 const FULLNAME = `${RELEASE}-ws-echo`;
 /** helm --kube-version for each schema release. */
@@ -290,9 +292,26 @@ describe('container contract', () => {
         DRAIN_WINDOW_SECONDS: '20',
         DRAIN_CLOSE_TIMEOUT_SECONDS: '5',
         KUBERNETES_INTEGRATION: 'on',
+        REBALANCE: 'on',
+        REBALANCE_TARGET_CONNECTIONS: '4000',
+        REBALANCE_TOLERANCE: '0.35',
+        REBALANCE_RATE: '0.125',
+        REBALANCE_INTERVAL_SECONDS: '2.5',
+        REBALANCE_COOLDOWN_SECONDS: '120',
         NODE_OPTIONS: undefined,
       },
     );
+  });
+
+  it('gives the rebalancer the Deployment\'s own selector as its fleet view, and the HPA target as its fallback share', () => {
+    const docs = docsOf('default');
+    const deployment = one(docs, 'Deployment') as unknown as { spec: { selector: { matchLabels: Record<string, string> } } };
+    const selector = Object.entries(deployment.spec.selector.matchLabels).map(([k, v]) => `${k}=${v}`).sort().join(',');
+    assert.equal(env(container(docs)).REBALANCE_POD_SELECTOR?.split(',').sort().join(','), selector);
+    assert.equal(env(container(docs)).REBALANCE_TARGET_CONNECTIONS, '0');
+    // Autoscaled: when the fleet cannot be seen, the share falls back to the HPA target.
+    const hpa = env(container(docsOf('hpa')));
+    assert.equal(hpa.REBALANCE_TARGET_CONNECTIONS, String(at(valuesOf('hpa'), 'autoscaling.targetConnectionsPerPod')));
   });
 
   it('takes POD_NAME, POD_NAMESPACE and POD_UID from the downward API', () => {
@@ -344,6 +363,9 @@ describe('Kubernetes integration and RBAC', () => {
     const docs = docsOf('default');
     const rules = (one(docs, 'Role') as unknown as { rules: unknown }).rules;
     assert.deepEqual(rules, EXPECTED_RBAC);
+    // Without the rebalancer's fleet view, no list on pods.
+    assert.deepEqual((one(docsOf('custom-config'), 'Role') as unknown as { rules: unknown }).rules, rbacFor(false));
+    assert.equal(env(container(docsOf('custom-config'))).REBALANCE_POD_SELECTOR, undefined);
     const binding = one(docs, 'RoleBinding') as unknown as { roleRef: { name: string }; subjects: { name: string; namespace: string }[] };
     assert.equal(binding.roleRef.name, one(docs, 'Role').metadata.name);
     assert.deepEqual(binding.subjects.map((s) => [s.name, s.namespace]), [[podSpec(docs).serviceAccountName, NAMESPACE]]);
@@ -462,7 +484,7 @@ describe('monitoring and network policy', () => {
   it('alerts only on metrics the service exports, scoped to this release', async () => {
     const metrics = await exportedMetrics();
     const rules = spec<{ groups: { rules: { alert: string; expr: string }[] }[] }>(one(docsOf('monitoring'), 'PrometheusRule')).groups.flatMap((g) => g.rules);
-    assert.deepEqual(rules.map((r) => r.alert).sort(), ['WsEchoAbnormalCloses', 'WsEchoConnectionImbalance', 'WsEchoForcedClosesDuringDrain', 'WsEchoNearMaxConnections', 'WsEchoUpgradesRefusedFull']);
+    assert.deepEqual(rules.map((r) => r.alert).sort(), ['WsEchoAbnormalCloses', 'WsEchoConnectionImbalance', 'WsEchoForcedClosesDuringDrain', 'WsEchoNearMaxConnections', 'WsEchoRebalanceStuck', 'WsEchoUpgradesRefusedFull']);
     for (const r of rules) {
       const used = r.expr.match(/websocket_[a-z_]+/g) ?? [];
       assert.ok(used.length > 0, r.alert);
@@ -476,6 +498,7 @@ describe('monitoring and network policy', () => {
     assert.match(byName.WsEchoForcedClosesDuringDrain ?? '', /how="terminated"/);
     assert.match(byName.WsEchoAbnormalCloses ?? '', /code="1006"/);
     assert.match(byName.WsEchoConnectionImbalance ?? '', /max by \(namespace\)[\s\S]*avg by \(namespace\)[\s\S]*> 1\.5/);
+    assert.match(byName.WsEchoRebalanceStuck ?? '', /websocket_rebalance_shedding[\s\S]*websocket_rebalance_excess/);
   });
 
   it('scrapes the metrics port and admits ws only from the ingress namespace, metrics only from monitoring', () => {

@@ -29,6 +29,7 @@ function run(mode: Mode, overrides: Partial<RunOptions> = {}): Promise<RunReport
     durationSeconds: 8,
     drain: { windowSeconds: 2, closeTimeoutSeconds: 1, preStopSeconds: 0.5 },
     scaleTo: 2,
+    rebalance: undefined,
     prometheus: false,
     progress: false,
     dir: mkdtempSync(join(tmpdir(), `ws-echo-${mode}-`)),
@@ -82,6 +83,21 @@ describe('local cluster behind real nginx', () => {
     const sigterm = report.events.find((e) => e.kind === 'sigterm' && e.replica === removed)!;
     const before = report.connectionsPerReplica.filter((s) => s.t < sigterm.t - 600).at(-1)!.connections;
     assert.equal(Math.min(...report.replicas.initial.map((name) => before[name] ?? Infinity)), before[removed]);
+  });
+
+  it('after a scale-up from 2 to 4 replicas, rebalancing brings the imbalance under 1.25 and drops no client; without it, it stays near 2', async () => {
+    const settings = { replicas: 2, scaleTo: 4, durationSeconds: 16 } as const;
+    const balanced = await run('scale-up', { ...settings, rebalance: { intervalSeconds: 1, rate: 0.2, tolerance: 0.2, cooldownSeconds: 10 } });
+    const stuck = await run('scale-up', settings);
+    console.log(`# scale-up: ${figures(balanced)} imbalance=${balanced.imbalance!.final.toFixed(2)} below1.25After=${balanced.imbalance!.secondsToBelow1_25}s; without rebalancing imbalance=${stuck.imbalance!.final.toFixed(2)}`);
+    assert.deepEqual(balanced.failures, []);
+    assert.equal(balanced.replicas.final.length, 4);
+    assert.ok(balanced.imbalance!.final < 1.25, `imbalance at the end ${balanced.imbalance!.final}`);
+    assert.ok(balanced.imbalance!.secondsToBelow1_25 !== undefined, 'it fell under 1.25 and stayed there');
+    assert.ok(balanced.totals.closeCodes['1013']! > 0, 'clients were moved with 1013');
+    assert.deepEqual(stuck.failures, []);
+    assert.ok(stuck.imbalance!.final > 1.8, `without rebalancing the imbalance stays high (${stuck.imbalance!.final})`);
+    assert.equal(stuck.totals.closeCodes['1013'], undefined);
   });
 
   it('a SIGKILLed replica costs abnormal closes but, with resends, no message', async () => {

@@ -1,0 +1,191 @@
+// Rebalancing after scale-up. WebSockets live long: after the HPA adds pods,
+// the existing sockets stay on the old pods, which stay hot while the new ones
+// idle (apache/apisix#12217, launchdarkly/ld-relay#92). A pod that holds more
+// than its fair share sheds the excess gradually: it closes a few random
+// sockets at a time with 1013 (try again later), which the reference client
+// treats like 1012, and answers new upgrades with 503 meanwhile, so the
+// Ingress retries them on another pod (with cookie affinity,
+// session-cookie-change-on-failure moves the client's cookie along).
+import type { RebalanceConfig } from './config.js';
+import type { EchoSocket } from './connections.js';
+import type { ClusterIntegration } from './kube.js';
+import type { Logger } from './logger.js';
+import type { RebalanceSource } from './metrics.js';
+import type { Service } from './service.js';
+
+/** RFC 6455 §7.4.1 / IANA registry: 1013 "Try Again Later". */
+export const TRY_AGAIN_LATER = 1013;
+/** Each interval's budget leaves in up to this many batches at random moments of the interval. */
+const BATCHES_PER_INTERVAL = 5;
+
+/** balanced: nothing to do; shedding: above share × (1 + tolerance), closing down to the share. */
+export type RebalanceState = 'balanced' | 'shedding';
+
+export interface FairShare {
+  readonly source: RebalanceSource;
+  /** Connections this pod should hold; 0 when unknown. */
+  readonly share: number;
+}
+
+export interface RebalanceDeps {
+  now?: () => number;
+  random?: () => number;
+}
+
+export class Rebalancer {
+  #state: RebalanceState = 'balanced';
+  readonly #service: Service;
+  readonly #cluster: ClusterIntegration;
+  readonly #config: RebalanceConfig;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #random: () => number;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #batches = new Set<NodeJS.Timeout>();
+  #cooldownUntil = 0;
+  #busy = false;
+  #shedThisEpisode = 0;
+  #aboveLastRound = false;
+  #lastSource: RebalanceSource | undefined;
+
+  constructor(service: Service, cluster: ClusterIntegration, deps: RebalanceDeps = {}) {
+    this.#service = service;
+    this.#cluster = cluster;
+    this.#config = service.config.rebalance;
+    this.#log = service.logger.child({ module: 'rebalance' });
+    this.#now = deps.now ?? Date.now;
+    this.#random = deps.random ?? Math.random;
+  }
+
+  get state(): RebalanceState {
+    return this.#state;
+  }
+
+  start(): void {
+    if (!this.#config.enabled) {
+      this.#log.info('rebalancing off (REBALANCE=off)');
+      return;
+    }
+    this.#timer = setInterval(() => void this.tick(), this.#config.intervalSeconds * 1000).unref();
+  }
+
+  /** Stops for good (the drain takes over): no more shedding, upgrades no longer refused for balance. */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (const batch of this.#batches) clearTimeout(batch);
+    this.#batches.clear();
+    this.#setState('balanced');
+  }
+
+  /**
+   * One round: learn the share, decide, and schedule this interval's closes.
+   * Shedding starts after two rounds in a row above share × (1 + tolerance)
+   * and stops at the share. Exposed for tests.
+   */
+  async tick(): Promise<void> {
+    if (this.#busy || !this.#service.admission.accepting) return;
+    this.#busy = true;
+    try {
+      const { source, share } = await this.fairShare();
+      const counters = this.#service.counters;
+      counters.rebalanceSource = source;
+      counters.rebalanceShare = share;
+      if (source !== this.#lastSource) {
+        this.#log.info({ source, share }, source === 'none' ? 'rebalancing idle: no fleet view and no REBALANCE_TARGET_CONNECTIONS' : `fair share from ${source}`);
+        this.#lastSource = source;
+      }
+      const own = this.#service.connections.size;
+      const now = this.#now();
+      if (this.#state === 'balanced') {
+        // Two rounds in a row above the threshold: one stale report or a burst of connects is no reason to move anyone.
+        const above = share > 0 && own > share * (1 + this.#config.tolerance) && now >= this.#cooldownUntil;
+        if (above && this.#aboveLastRound) {
+          this.#log.info({ connections: own, share, source }, 'above the fair share: shedding the excess and refusing new upgrades');
+          this.#shedThisEpisode = 0;
+          this.#setState('shedding');
+        }
+        this.#aboveLastRound = above;
+      }
+      if (this.#state === 'shedding') {
+        if (share === 0 || own <= share) {
+          this.#log.info({ connections: own, share, shed: this.#shedThisEpisode }, 'back at the fair share: shedding stopped');
+          this.#cooldownUntil = now + this.#config.cooldownSeconds * 1000;
+          this.#setState('balanced');
+        } else {
+          this.#scheduleBatches(Math.min(own - share, Math.max(1, Math.floor(this.#config.rate * own))), share);
+        }
+      }
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** The mean of the fleet when we can see it, else the configured target, else unknown. */
+  async fairShare(): Promise<FairShare> {
+    const own = this.#service.connections.size;
+    const selector = this.#config.podSelector;
+    if (selector !== undefined && this.#cluster.enabled) {
+      const pods = await this.#cluster.listFleet(selector);
+      if (pods !== undefined) {
+        // The mean of the serving pods' pod-deletion-cost reports, ours
+        // included: all equally stale, so their sum is the fleet's total as of
+        // a moment ago (clients only move between pods). Mixing our live count
+        // with the others' old reports would count moved clients twice or not
+        // at all. A pod that just started reports 0 until its first patch.
+        const me = this.#service.config.podName;
+        const serving = pods.filter((p) => p.serving);
+        const counts = serving.map((p) => p.connections);
+        if (!serving.some((p) => p.name === me)) counts.push(own);
+        const total = counts.reduce((a, b) => a + b, 0);
+        return { source: 'fleet', share: total > 0 ? Math.ceil(total / counts.length) : 0 };
+      }
+    }
+    if (this.#config.targetConnections > 0) return { source: 'target', share: this.#config.targetConnections };
+    return { source: 'none', share: 0 };
+  }
+
+  #setState(state: RebalanceState): void {
+    this.#state = state;
+    this.#service.admission.rebalancing = state === 'shedding';
+    this.#service.counters.rebalanceShedding = state === 'shedding';
+  }
+
+  // The interval's budget leaves in a few batches at random moments, so the
+  // reconnects do not arrive at the other pods as one herd.
+  #scheduleBatches(budget: number, share: number): void {
+    const batches = Math.min(budget, BATCHES_PER_INTERVAL);
+    const intervalMs = this.#config.intervalSeconds * 1000;
+    for (let i = 0; i < batches; i++) {
+      const size = Math.floor(budget / batches) + (i < budget % batches ? 1 : 0);
+      const timer = setTimeout(() => {
+        this.#batches.delete(timer);
+        this.#shed(size, share);
+      }, this.#random() * intervalMs).unref();
+      this.#batches.add(timer);
+    }
+  }
+
+  #shed(count: number, share: number): void {
+    if (this.#state !== 'shedding') return;
+    const open = this.#service.connections.snapshot().filter((ws) => ws.readyState === ws.OPEN);
+    // Never below the share, whatever happened since the budget was set.
+    const n = Math.min(count, open.length - share);
+    for (const ws of pick(open, n, this.#random)) {
+      ws.close(TRY_AGAIN_LATER, 'rebalancing: reconnect');
+      this.#service.counters.rebalanceShed++;
+      this.#shedThisEpisode++;
+    }
+  }
+}
+
+/** `n` distinct random elements (a partial Fisher–Yates shuffle). */
+function pick(items: EchoSocket[], n: number, random: () => number): EchoSocket[] {
+  const chosen: EchoSocket[] = [];
+  for (let i = 0; i < n && i < items.length; i++) {
+    const j = i + Math.floor(random() * (items.length - i));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+    chosen.push(items[i]!);
+  }
+  return chosen;
+}
