@@ -27,6 +27,7 @@ const AS_TEXT = { binary: false } as const;
 // ws reports protocol errors with these codes (ws/lib/receiver.js); map them to our metric labels.
 const PROTOCOL_ERROR_BY_WS_CODE: Readonly<Record<string, ProtocolError>> = {
   WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 'message_too_big', // close 1009
+  WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH: 'message_too_big', // close 1009: a frame length over 2^53 - 1
   WS_ERR_INVALID_UTF8: 'invalid_utf8', // close 1007
 };
 
@@ -86,6 +87,12 @@ export class ConnectionRegistry {
   /** Takes ownership of a socket that has just completed its upgrade. */
   add(ws: EchoSocket, tcp: Duplex): void {
     ws.tcp = tcp;
+    // Cork around each TCP read: ws parses the whole chunk synchronously
+    // (allowSynchronousEvents), so the echoes of every message in one read
+    // leave in one writev instead of one syscall each. ws has attached its
+    // own 'data' listener by now; ours run just before and just after it.
+    tcp.prependListener('data', corkSocket);
+    tcp.on('data', uncorkSocket);
     this.#sockets.add(ws);
     this.#counters.connectionsActive++;
     this.#counters.upgradesAccepted++;
@@ -148,6 +155,14 @@ export class ConnectionRegistry {
       ws.resume();
     });
   }
+}
+
+function corkSocket(this: Duplex): void {
+  this.cork();
+}
+
+function uncorkSocket(this: Duplex): void {
+  this.uncork();
 }
 
 function markAlive(this: WebSocket): void {
