@@ -83,7 +83,7 @@ export interface MetricSources {
 }
 
 /**
- * Builds the registry. Each metric's collect() copies a plain number into
+ * Builds the registry. Each metric's collect() copies plain numbers into
  * prom-client at scrape time; counters are reset and re-set because the
  * source of truth is `Counters`, not prom-client.
  */
@@ -91,215 +91,65 @@ export function createRegistry(counters: Counters, sources: MetricSources, maxCo
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  /** A metric whose samples are read at scrape time: label values → value. */
+  type Read = () => Iterable<readonly [Record<string, string>, number]>;
+  const gauge = (name: string, help: string, labelNames: string[], read: Read): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        for (const [labels, value] of read()) this.set(labels, value);
+      },
+    });
+  };
+  const counter = (name: string, help: string, labelNames: string[], read: Read): void => {
+    new Counter({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const [labels, value] of read()) this.inc(labels, value);
+      },
+    });
+  };
+  const single = (value: () => number): Read => () => [[{}, value()]];
+  const by = (label: string, values: () => Record<string, number>): Read => () => Object.entries(values()).map(([key, value]) => [{ [label]: key }, value] as const);
+  const oneOf = <T extends string>(label: string, all: readonly T[], current: () => T): Read => by(label, () => Object.fromEntries(all.map((v) => [v, v === current() ? 1 : 0])));
 
-  new Gauge({
-    name: 'websocket_connections_active',
-    help: 'Open WebSocket connections on this process (the autoscaling signal)',
-    registers,
-    collect() {
-      this.set(counters.connectionsActive);
-    },
-  });
-  new Gauge({
-    name: 'websocket_connections_max',
-    help: 'MAX_CONNECTIONS: upgrades past this get HTTP 503',
-    registers,
-    collect() {
-      this.set(maxConnections);
-    },
-  });
-  new Counter({
-    name: 'websocket_upgrades_accepted_total',
-    help: 'WebSocket upgrades answered with 101',
-    registers,
-    collect() {
-      setCounter(this, counters.upgradesAccepted);
-    },
-  });
-  labelledCounter(registers, 'websocket_upgrades_rejected_total', 'WebSocket upgrades refused, by reason', 'reason', counters.upgradesRejected);
-  new Counter({
-    name: 'websocket_messages_total',
-    help: 'WebSocket data messages, by direction (in: received, out: echoed)',
-    labelNames: ['direction'],
-    registers,
-    collect() {
-      this.reset();
-      this.inc({ direction: 'in' }, counters.messagesIn);
-      this.inc({ direction: 'out' }, counters.messagesOut);
-    },
-  });
-  new Counter({
-    name: 'websocket_bytes_total',
-    help: 'WebSocket payload bytes, by direction',
-    labelNames: ['direction'],
-    registers,
-    collect() {
-      this.reset();
-      this.inc({ direction: 'in' }, counters.bytesIn);
-      this.inc({ direction: 'out' }, counters.bytesOut);
-    },
-  });
-  new Counter({
-    name: 'websocket_closes_total',
-    help: 'Closed WebSocket connections, by close code (1006: no close frame)',
-    labelNames: ['code'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [code, count] of counters.closes) this.inc({ code: String(code) }, count);
-    },
-  });
-  labelledCounter(registers, 'websocket_protocol_errors_total', 'Connections closed by the server for a protocol error (1009, 1007, 1002)', 'reason', counters.protocolErrors);
-  labelledCounter(registers, 'websocket_http_errors_total', 'Malformed or too slow HTTP requests refused before routing', 'reason', counters.httpErrors);
-  new Counter({
-    name: 'websocket_heartbeat_terminations_total',
-    help: 'Connections terminated because the peer missed a pong',
-    registers,
-    collect() {
-      setCounter(this, counters.heartbeatTerminations);
-    },
-  });
-  new Counter({
-    name: 'websocket_backpressure_pauses_total',
-    help: 'Times reading from a client was paused because it did not read its echoes',
-    registers,
-    collect() {
-      setCounter(this, counters.backpressurePauses);
-    },
-  });
-  new Gauge({
-    name: 'websocket_backpressure_paused_connections',
-    help: 'Connections whose reading is paused by backpressure now',
-    registers,
-    collect() {
-      this.set(sources.pausedConnections());
-    },
-  });
-  new Gauge({
-    name: 'websocket_buffered_bytes',
-    help: 'Bytes queued for clients that have not read them yet, summed over connections',
-    registers,
-    collect() {
-      this.set(sources.bufferedBytes());
-    },
-  });
-  new Counter({
-    name: 'websocket_accept_errors_total',
-    help: 'Errors accepting TCP connections (e.g. EMFILE: out of file descriptors)',
-    registers,
-    collect() {
-      setCounter(this, counters.acceptErrors);
-    },
-  });
-  new Gauge({
-    name: 'websocket_drain_state',
-    help: 'Drain state machine: 1 for the current state (serving, draining, closing, exited)',
-    labelNames: ['state'],
-    registers,
-    collect() {
-      for (const state of DRAIN_STATES) this.set({ state }, state === counters.drainState ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'websocket_drain_connections',
-    help: 'Connections open when the drain began',
-    registers,
-    collect() {
-      this.set(counters.drainConnections);
-    },
-  });
-  new Counter({
-    name: 'websocket_drain_close_frames_sent_total',
-    help: 'Close frames with 1012 (service restart) sent by the drain',
-    registers,
-    collect() {
-      setCounter(this, counters.drainCloseFramesSent);
-    },
-  });
-  new Counter({
-    name: 'websocket_drain_connections_closed_total',
-    help: 'Connections closed by the drain: graceful (close handshake done) or terminated (deadline passed)',
-    labelNames: ['how'],
-    registers,
-    collect() {
-      this.reset();
-      this.inc({ how: 'graceful' }, counters.drainClosedGracefully);
-      this.inc({ how: 'terminated' }, counters.drainTerminated);
-    },
-  });
-  new Gauge({
-    name: 'websocket_rebalance_source',
-    help: "1 for where the rebalancer's fair share comes from: fleet (mean of the Deployment's pods), target (REBALANCE_TARGET_CONNECTIONS), none",
-    labelNames: ['source'],
-    registers,
-    collect() {
-      for (const source of REBALANCE_SOURCES) this.set({ source }, source === counters.rebalanceSource ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: 'websocket_rebalance_share',
-    help: 'Fair share of connections for this pod (0 when unknown)',
-    registers,
-    collect() {
-      this.set(counters.rebalanceShare);
-    },
-  });
-  new Gauge({
-    name: 'websocket_rebalance_excess',
-    help: 'Connections above the fair share (0 when at or below it, or when the share is unknown)',
-    registers,
-    collect() {
-      this.set(counters.rebalanceShare > 0 ? Math.max(0, counters.connectionsActive - counters.rebalanceShare) : 0);
-    },
-  });
-  new Gauge({
-    name: 'websocket_rebalance_shedding',
-    help: '1 while this pod sheds connections and refuses upgrades to move load to emptier pods',
-    registers,
-    collect() {
-      this.set(counters.rebalanceShedding ? 1 : 0);
-    },
-  });
-  new Counter({
-    name: 'websocket_rebalance_shed_total',
-    help: 'Connections closed (1013) to move them to emptier pods',
-    registers,
-    collect() {
-      setCounter(this, counters.rebalanceShed);
-    },
-  });
-  new Counter({
-    name: 'websocket_kubernetes_api_requests_total',
-    help: 'Kubernetes API requests (events, pod-deletion-cost patches) by result',
-    labelNames: ['call', 'result'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [key, count] of counters.kubeApi) {
-        const [call = '', result = ''] = key.split(' ');
-        this.inc({ call, result }, count);
-      }
-    },
-  });
+  gauge('websocket_connections_active', 'Open WebSocket connections on this process (the autoscaling signal)', [], single(() => counters.connectionsActive));
+  gauge('websocket_connections_max', 'MAX_CONNECTIONS: upgrades past this get HTTP 503', [], single(() => maxConnections));
+  counter('websocket_upgrades_accepted_total', 'WebSocket upgrades answered with 101', [], single(() => counters.upgradesAccepted));
+  counter('websocket_upgrades_rejected_total', 'WebSocket upgrades refused, by reason', ['reason'], by('reason', () => counters.upgradesRejected));
+  counter('websocket_messages_total', 'WebSocket data messages, by direction (in: received, out: echoed)', ['direction'], by('direction', () => ({ in: counters.messagesIn, out: counters.messagesOut })));
+  counter('websocket_bytes_total', 'WebSocket payload bytes, by direction', ['direction'], by('direction', () => ({ in: counters.bytesIn, out: counters.bytesOut })));
+  counter('websocket_closes_total', 'Closed WebSocket connections, by close code (1006: no close frame)', ['code'], by('code', () => Object.fromEntries(counters.closes)));
+  counter('websocket_protocol_errors_total', 'Connections closed by the server for a protocol error (1009, 1007, 1002)', ['reason'], by('reason', () => counters.protocolErrors));
+  counter('websocket_http_errors_total', 'Malformed or too slow HTTP requests refused before routing', ['reason'], by('reason', () => counters.httpErrors));
+  counter('websocket_heartbeat_terminations_total', 'Connections terminated because the peer missed a pong', [], single(() => counters.heartbeatTerminations));
+  counter('websocket_backpressure_pauses_total', 'Times reading from a client was paused because it did not read its echoes', [], single(() => counters.backpressurePauses));
+  gauge('websocket_backpressure_paused_connections', 'Connections whose reading is paused by backpressure now', [], single(() => sources.pausedConnections()));
+  gauge('websocket_buffered_bytes', 'Bytes queued for clients that have not read them yet, summed over connections', [], single(() => sources.bufferedBytes()));
+  counter('websocket_accept_errors_total', 'Errors accepting TCP connections (e.g. EMFILE: out of file descriptors)', [], single(() => counters.acceptErrors));
+  gauge('websocket_drain_state', 'Drain state machine: 1 for the current state (serving, draining, closing, exited)', ['state'], oneOf('state', DRAIN_STATES, () => counters.drainState));
+  gauge('websocket_drain_connections', 'Connections open when the drain began', [], single(() => counters.drainConnections));
+  counter('websocket_drain_close_frames_sent_total', 'Close frames with 1012 (service restart) sent by the drain', [], single(() => counters.drainCloseFramesSent));
+  counter('websocket_drain_connections_closed_total', 'Connections closed by the drain: graceful (close handshake done) or terminated (deadline passed)', ['how'], by('how', () => ({ graceful: counters.drainClosedGracefully, terminated: counters.drainTerminated })));
+  gauge('websocket_rebalance_source', "1 for where the rebalancer's fair share comes from: fleet (mean of the Deployment's pods), target (REBALANCE_TARGET_CONNECTIONS), none", ['source'], oneOf('source', REBALANCE_SOURCES, () => counters.rebalanceSource));
+  gauge('websocket_rebalance_share', 'Fair share of connections for this pod (0 when unknown)', [], single(() => counters.rebalanceShare));
+  gauge('websocket_rebalance_excess', 'Connections above the fair share (0 when at or below it, or when the share is unknown)', [], single(() => (counters.rebalanceShare > 0 ? Math.max(0, counters.connectionsActive - counters.rebalanceShare) : 0)));
+  gauge('websocket_rebalance_shedding', '1 while this pod sheds connections and refuses upgrades to move load to emptier pods', [], single(() => (counters.rebalanceShedding ? 1 : 0)));
+  counter('websocket_rebalance_shed_total', 'Connections closed (1013) to move them to emptier pods', [], single(() => counters.rebalanceShed));
+  counter('websocket_kubernetes_api_requests_total', 'Kubernetes API requests (events, pod-deletion-cost patches, fleet lists) by result', ['call', 'result'], () =>
+    [...counters.kubeApi].map(([key, value]) => {
+      const [call = '', result = ''] = key.split(' ');
+      return [{ call, result }, value] as const;
+    }),
+  );
   return registry;
-}
-
-function setCounter(counter: Counter, value: number): void {
-  counter.reset();
-  counter.inc(value);
-}
-
-function labelledCounter<K extends string>(registers: Registry[], name: string, help: string, label: string, values: Record<K, number>): void {
-  new Counter({
-    name,
-    help,
-    labelNames: [label],
-    registers,
-    collect() {
-      this.reset();
-      for (const [key, count] of Object.entries<number>(values)) this.inc({ [label]: key }, count);
-    },
-  });
 }
 
 /** Serves GET /metrics from `registry` and nothing else. */

@@ -55,8 +55,8 @@ export const FULL: BenchOptions = {
 /** A tiny configuration that proves every case works (the test suite runs it). */
 export const QUICK: BenchOptions = {
   runs: 1,
-  warmupMs: 100,
-  durationMs: 300,
+  warmupMs: 200,
+  durationMs: 500,
   throughputConnections: 5,
   sizes: [64],
   depths: [1, 16],
@@ -166,7 +166,8 @@ async function measureThroughput(name: ServerName, connections: number, size: nu
   try {
     let ticksAtStart = 0;
     // As deployed, Prometheus scrapes: every second here, a harsher schedule than the usual 15–30 s.
-    const scraper = server.metricsPort === undefined ? undefined : setInterval(() => void fetch(`http://127.0.0.1:${server.metricsPort}/metrics`).then((r) => r.text()), 1000);
+    const scrape = (): Promise<unknown> => fetch(`http://127.0.0.1:${server.metricsPort}/metrics`).then((r) => r.text()).catch(() => undefined);
+    const scraper = server.metricsPort === undefined ? undefined : setInterval(() => void scrape(), 1000);
     const result = (await ask(
       client,
       { kind: 'throughput', url: `ws://127.0.0.1:${server.port}/echo`, connections, size, depth, warmupMs: options.warmupMs, durationMs: options.durationMs },
