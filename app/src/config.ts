@@ -175,7 +175,8 @@ export function loadConfig(env: Env = process.env): Config {
     wsPath,
     maxConnections: integer('MAX_CONNECTIONS', 10000, 1, 1_000_000),
     maxPayloadBytes: integer('MAX_PAYLOAD_BYTES', 64 * 1024, 1, 256 * 1024 * 1024),
-    backpressureBytes: integer('BACKPRESSURE_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    // At least the socket's own 16 KiB buffer: the check starts once that is full (connections.ts).
+    backpressureBytes: integer('BACKPRESSURE_BYTES', 1024 * 1024, 16 * 1024, 1024 * 1024 * 1024),
     allowedOrigins,
     heartbeatIntervalSeconds: seconds('HEARTBEAT_INTERVAL_SECONDS', 30, 0.1, 3600, 'to turn the heartbeat off'),
     drainWindowSeconds: seconds('DRAIN_WINDOW_SECONDS', 20, 0, 3600),

@@ -18,6 +18,8 @@ export class EchoSocket extends WebSocket {
   alive = true;
   /** Reading is paused until the client reads what we queued for it. */
   backpressured = false;
+  /** The socket is corked around each read (set at the first message). */
+  corking = false;
 }
 
 // Send options allocated once, not per message.
@@ -36,6 +38,8 @@ export class ConnectionRegistry {
   readonly #sockets = new Set<EchoSocket>();
   readonly #counters: Counters;
   readonly #log: Logger;
+  /** Whether per-connection debug lines are wanted: checked once, so no log object is built per connection otherwise. */
+  readonly #debug: boolean;
   readonly #backpressureBytes: number;
   #heartbeat: NodeJS.Timeout | undefined;
 
@@ -48,11 +52,13 @@ export class ConnectionRegistry {
   constructor(config: Config, counters: Counters, logger: Logger) {
     this.#counters = counters;
     this.#log = logger.child({ module: 'connections' });
+    this.#debug = this.#log.isLevelEnabled('debug');
     this.#backpressureBytes = config.backpressureBytes;
     const registry = this;
 
     this.#onMessage = function onMessage(data, isBinary) {
       const ws = this as EchoSocket;
+      if (!ws.corking) corkEachRead(ws);
       // binaryType is the default 'nodebuffer', so every message is one Buffer.
       const length = (data as Buffer).length;
       counters.messagesIn++;
@@ -60,13 +66,14 @@ export class ConnectionRegistry {
       ws.send(data, isBinary ? AS_BINARY : AS_TEXT);
       counters.messagesOut++;
       counters.bytesOut += length;
-      if (!ws.backpressured && ws.bufferedAmount > registry.#backpressureBytes) registry.#pause(ws);
+      // writableNeedDrain (a flag) first: most messages never fill the socket's 16 KiB buffer.
+      if (ws.tcp!.writableNeedDrain && !ws.backpressured && ws.bufferedAmount > registry.#backpressureBytes) registry.#pause(ws);
     };
     this.#onClose = function onClose(code) {
       registry.#sockets.delete(this as EchoSocket);
       counters.connectionsActive--;
       counters.countClose(code);
-      registry.#log.debug({ code, connections: counters.connectionsActive }, 'connection closed');
+      if (registry.#debug) registry.#log.debug({ code, connections: counters.connectionsActive }, 'connection closed');
     };
     this.#onError = function onError(err) {
       // ws has already sent the matching close frame (1009, 1007 or 1002); we only count and log.
@@ -87,12 +94,6 @@ export class ConnectionRegistry {
   /** Takes ownership of a socket that has just completed its upgrade. */
   add(ws: EchoSocket, tcp: Duplex): void {
     ws.tcp = tcp;
-    // Cork around each TCP read: ws parses the whole chunk synchronously
-    // (allowSynchronousEvents), so the echoes of every message in one read
-    // leave in one writev instead of one syscall each. ws has attached its
-    // own 'data' listener by now; ours run just before and just after it.
-    tcp.prependListener('data', corkSocket);
-    tcp.on('data', uncorkSocket);
     this.#sockets.add(ws);
     this.#counters.connectionsActive++;
     this.#counters.upgradesAccepted++;
@@ -100,7 +101,7 @@ export class ConnectionRegistry {
     ws.on('close', this.#onClose);
     ws.on('error', this.#onError);
     ws.on('pong', markAlive);
-    this.#log.debug({ connections: this.#counters.connectionsActive }, 'connection opened');
+    if (this.#debug) this.#log.debug({ connections: this.#counters.connectionsActive }, 'connection opened');
   }
 
   /** A snapshot of the open sockets (the drain shuffles and closes them). */
@@ -155,6 +156,19 @@ export class ConnectionRegistry {
       ws.resume();
     });
   }
+}
+
+/**
+ * Cork around each TCP read from now on: ws parses a whole chunk
+ * synchronously (allowSynchronousEvents), so the echoes of every message in
+ * one read leave in one writev instead of one syscall each. ws's own 'data'
+ * listener is attached by now; ours run just before and just after it. Done
+ * at a socket's first message, so idle sockets cost nothing.
+ */
+function corkEachRead(ws: EchoSocket): void {
+  ws.corking = true;
+  ws.tcp!.prependListener('data', corkSocket);
+  ws.tcp!.on('data', uncorkSocket);
 }
 
 function corkSocket(this: Duplex): void {

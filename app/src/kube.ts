@@ -4,17 +4,7 @@
 // It switches itself off outside a cluster, and no API failure ever stops
 // serving or delays the drain past its deadline.
 import { existsSync, readFileSync } from 'node:fs';
-import {
-  ApiException,
-  CoreV1Api,
-  KubeConfig,
-  Observable,
-  PatchStrategy,
-  setHeaderOptions,
-  type ConfigurationOptions,
-  type CoreV1Event,
-  type RequestContext,
-} from '@kubernetes/client-node';
+import type { ConfigurationOptions, CoreV1Api, CoreV1Event, RequestContext } from '@kubernetes/client-node';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import type { Counters } from './metrics.js';
@@ -86,13 +76,16 @@ const DISABLED: ClusterIntegration = {
   stopDeletionCost: () => {},
 };
 
+/** The client library, loaded only when the integration is on: it takes ~0.4 s and tens of MB of heap to load. */
+type Client = typeof import('@kubernetes/client-node');
+
 /** Decides whether to talk to Kubernetes, logs the decision once, and returns the integration. */
-export function createClusterIntegration(
+export async function createClusterIntegration(
   config: Config,
   logger: Logger,
   counters: Counters,
   options: Partial<ClusterOptions> = {},
-): ClusterIntegration {
+): Promise<ClusterIntegration> {
   const log = logger.child({ module: 'kube' });
   const opts = { ...DEFAULT_CLUSTER_OPTIONS, minPatchIntervalMs: config.podDeletionCostIntervalSeconds * 1000, ...options };
   if (config.kubernetes === 'off') {
@@ -107,7 +100,8 @@ export function createClusterIntegration(
     return DISABLED;
   }
 
-  const kc = new KubeConfig();
+  const client: Client = await import('@kubernetes/client-node');
+  const kc = new client.KubeConfig();
   try {
     if (inCluster) kc.loadFromCluster(opts.serviceAccountRoot);
     else if (config.kubeconfig !== undefined) kc.loadFromFile(config.kubeconfig);
@@ -126,7 +120,7 @@ export function createClusterIntegration(
   }
   const server = kc.getCurrentCluster()?.server ?? 'unknown';
   log.info({ server, namespace, pod: config.podName }, 'kubernetes integration on');
-  return new KubernetesCluster(kc.makeApiClient(CoreV1Api), config, namespace, server, opts, counters, log);
+  return new KubernetesCluster(client, kc.makeApiClient(client.CoreV1Api), config, namespace, server, opts, counters, log);
 }
 
 function readNamespace(dir: string): string | undefined {
@@ -139,6 +133,7 @@ function readNamespace(dir: string): string | undefined {
 
 class KubernetesCluster implements ClusterIntegration {
   readonly enabled = true;
+  readonly #client: Client;
   readonly #api: CoreV1Api;
   readonly #config: Config;
   readonly #namespace: string;
@@ -153,7 +148,8 @@ class KubernetesCluster implements ClusterIntegration {
   #nextPatchAt = 0;
   #patchInFlight = false;
 
-  constructor(api: CoreV1Api, config: Config, namespace: string, server: string, opts: ClusterOptions, counters: Counters, log: Logger) {
+  constructor(client: Client, api: CoreV1Api, config: Config, namespace: string, server: string, opts: ClusterOptions, counters: Counters, log: Logger) {
+    this.#client = client;
     this.#api = api;
     this.#config = config;
     this.#namespace = namespace;
@@ -179,13 +175,13 @@ class KubernetesCluster implements ClusterIntegration {
       lastTimestamp: now,
       count: 1,
     };
-    await this.#call('event', () => this.#api.createNamespacedEvent({ namespace: this.#namespace, body }, withTimeout(timeoutMs)));
+    await this.#call('event', () => this.#api.createNamespacedEvent({ namespace: this.#namespace, body }, this.#withTimeout(timeoutMs)));
   }
 
   async listFleet(selector: string): Promise<FleetPod[] | undefined> {
     let pods: FleetPod[] | undefined;
     await this.#call('list', async () => {
-      const list = await this.#api.listNamespacedPod({ namespace: this.#namespace, labelSelector: selector }, withTimeout(this.#opts.apiTimeoutMs));
+      const list = await this.#api.listNamespacedPod({ namespace: this.#namespace, labelSelector: selector }, this.#withTimeout(this.#opts.apiTimeoutMs));
       pods = list.items.map((pod) => ({
         name: pod.metadata?.name ?? '',
         serving: pod.metadata?.deletionTimestamp === undefined && (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
@@ -220,12 +216,29 @@ class KubernetesCluster implements ClusterIntegration {
       this.#api.patchNamespacedPod(
         { name: this.#config.podName, namespace: this.#namespace, body },
         // RFC 7386 merge patch: touches only our annotation.
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch, withTimeout(this.#opts.apiTimeoutMs)),
+        this.#client.setHeaderOptions('Content-Type', this.#client.PatchStrategy.MergePatch, this.#withTimeout(this.#opts.apiTimeoutMs)),
       ),
     );
     if (ok) this.#reportedCost = connections;
     else this.#nextPatchAt = Date.now() + this.#opts.failureBackoffMs;
     this.#patchInFlight = false;
+  }
+
+  /** Request options that abort the HTTP request after `ms`. */
+  #withTimeout(ms: number): ConfigurationOptions {
+    const { Observable } = this.#client;
+    return {
+      middleware: [
+        {
+          pre: (request: RequestContext) => {
+            request.setSignal(AbortSignal.timeout(ms));
+            return new Observable(Promise.resolve(request));
+          },
+          post: (response) => new Observable(Promise.resolve(response)),
+        },
+      ],
+      middlewareMergeStrategy: 'append',
+    };
   }
 
   /** Runs one API call; counts the result and logs each kind of failure once with what to fix. Never throws. */
@@ -237,7 +250,7 @@ class KubernetesCluster implements ClusterIntegration {
       result = 'ok';
     } catch (err) {
       error = err;
-      result = classify(err);
+      result = classify(err, this.#client);
     }
     this.#counters.countKubeApi(call, result);
     if (result === 'ok') return true;
@@ -248,7 +261,7 @@ class KubernetesCluster implements ClusterIntegration {
         {
           call,
           result,
-          status: error instanceof ApiException ? error.code : undefined,
+          status: error instanceof this.#client.ApiException ? error.code : undefined,
           hint: this.#hint(call, result),
           ...(result === 'error' ? { err: error } : {}),
         },
@@ -279,8 +292,8 @@ class KubernetesCluster implements ClusterIntegration {
   }
 }
 
-function classify(err: unknown): ApiResult {
-  if (err instanceof ApiException) {
+function classify(err: unknown, client: Client): ApiResult {
+  if (err instanceof client.ApiException) {
     const code = err.code;
     if (code === 401) return 'unauthorized';
     if (code === 403) return 'forbidden';
@@ -293,20 +306,4 @@ function classify(err: unknown): ApiResult {
   if (cause?.code !== undefined && /^(ECONNREFUSED|ECONNRESET|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|UND_ERR_SOCKET)$/.test(cause.code)) return 'unreachable';
   if (cause instanceof Error && (cause.name === 'TimeoutError' || cause.name === 'AbortError')) return 'timeout';
   return 'error';
-}
-
-/** Request options that abort the HTTP request after `ms`. */
-function withTimeout(ms: number): ConfigurationOptions {
-  return {
-    middleware: [
-      {
-        pre: (request: RequestContext) => {
-          request.setSignal(AbortSignal.timeout(ms));
-          return new Observable(Promise.resolve(request));
-        },
-        post: (response) => new Observable(Promise.resolve(response)),
-      },
-    ],
-    middlewareMergeStrategy: 'append',
-  };
 }

@@ -22,7 +22,7 @@ function readConfig(): Config {
 const config = readConfig();
 const logger = createLogger(config.logLevel, config.podName);
 const service = await startService(config, logger);
-const cluster = createClusterIntegration(config, logger, service.counters);
+const cluster = await createClusterIntegration(config, logger, service.counters);
 cluster.startDeletionCost(() => service.connections.size);
 
 const rebalancer = new Rebalancer(service, cluster);

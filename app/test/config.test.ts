@@ -85,7 +85,7 @@ const BAD_VALUES: [string, string, RegExp][] = [
   ['DRAIN_WINDOW_SECONDS', '-5', /seconds from 0 to 3600/],
   ['DRAIN_CLOSE_TIMEOUT_SECONDS', '0', /seconds from 0.1 to 600/],
   ['HTTP_HEADERS_TIMEOUT_SECONDS', 'never', /seconds from 0.1 to 600/],
-  ['BACKPRESSURE_BYTES', '10', /whole number from 1024 to/],
+  ['BACKPRESSURE_BYTES', '10', /whole number from 16384 to/],
   ['LOG_LEVEL', 'verbose', /one of fatal, error, warn, info, debug, trace, silent/],
   ['KUBERNETES_INTEGRATION', 'maybe', /one of auto, on, off/],
 ];

@@ -134,7 +134,7 @@ describe('drain on SIGTERM', () => {
 describe('DrainController in-process', () => {
   it('reports its state and progress in metrics, and calls exit(0) once with a summary', async () => {
     const service = await startTestService({ DRAIN_WINDOW_SECONDS: '1', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' });
-    const cluster = createClusterIntegration(service.config, service.logger, service.counters);
+    const cluster = await createClusterIntegration(service.config, service.logger, service.counters);
     const exits: number[] = [];
     const drain = new DrainController(service, cluster, { exit: (code) => exits.push(code) });
     const clients = Array.from({ length: 20 }, (_, i) => new EchoClient({ urls: [wsUrl(service.port)], id: `m${i}`, initialBackoffMs: 60_000 }));
@@ -168,7 +168,7 @@ describe('DrainController in-process', () => {
 
   it('with no open connection, finishes at once', async () => {
     const service = await startTestService({ DRAIN_WINDOW_SECONDS: '30' });
-    const cluster = createClusterIntegration(service.config, service.logger, service.counters);
+    const cluster = await createClusterIntegration(service.config, service.logger, service.counters);
     const drain = new DrainController(service, cluster, { exit: () => {} });
     const started = Date.now();
     drain.onSignal('SIGTERM');

@@ -68,7 +68,7 @@ describe('kubernetes integration (against a local fake API server)', () => {
     const config = loadConfig(serviceEnv({ DRAIN_WINDOW_SECONDS: '0.3', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' }));
     const { logger } = capturingLogger();
     const service = await startService(config, logger);
-    const cluster = createClusterIntegration(config, logger, service.counters);
+    const cluster = await createClusterIntegration(config, logger, service.counters);
     assert.equal(cluster.enabled, true);
     const clients = Array.from({ length: 3 }, (_, i) => new EchoClient({ urls: [wsUrl(service.port)], id: `k${i}`, initialBackoffMs: 60_000 }));
     await Promise.all(clients.map((c) => once(c.start(), 'open')));
@@ -104,7 +104,7 @@ describe('kubernetes integration (against a local fake API server)', () => {
     api.behaviour = 'ok';
     const config = loadConfig(serviceEnv());
     const { logger } = capturingLogger();
-    const cluster = createClusterIntegration(config, logger, new Counters(), { minPatchIntervalMs: 400, checkIntervalMs: 20 });
+    const cluster = await createClusterIntegration(config, logger, new Counters(), { minPatchIntervalMs: 400, checkIntervalMs: 20 });
     let connections = 0;
     cluster.startDeletionCost(() => connections);
     // 2 s of constant churn: at most one patch per 400 ms may go out.
@@ -142,7 +142,7 @@ describe('kubernetes integration (against a local fake API server)', () => {
       const config = loadConfig(serviceEnv({ DRAIN_WINDOW_SECONDS: '0.5', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' }));
       const { logger, lines } = capturingLogger();
       const service = await startService(config, logger);
-      const cluster = createClusterIntegration(config, logger, service.counters, { minPatchIntervalMs: 50, checkIntervalMs: 10, failureBackoffMs: 50 });
+      const cluster = await createClusterIntegration(config, logger, service.counters, { minPatchIntervalMs: 50, checkIntervalMs: 10, failureBackoffMs: 50 });
       let count = 0;
       cluster.startDeletionCost(() => (count += 10));
       await sleep(500);
@@ -178,7 +178,7 @@ describe('kubernetes integration (against a local fake API server)', () => {
       const config = loadConfig(serviceEnv({ DRAIN_WINDOW_SECONDS: '0.5', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' }));
       const { logger, lines } = capturingLogger();
       const service = await startService(config, logger);
-      const cluster = createClusterIntegration(config, logger, service.counters, { apiTimeoutMs: 300 });
+      const cluster = await createClusterIntegration(config, logger, service.counters, { apiTimeoutMs: 300 });
       const client = new EchoClient({ urls: [wsUrl(service.port)], id: 'slow', initialBackoffMs: 60_000 });
       await once(client.start(), 'open');
       const drain = new DrainController(service, cluster, { exit: () => {} });
@@ -204,7 +204,7 @@ describe('kubernetes integration (against a local fake API server)', () => {
     const config = loadConfig(serviceEnv({ KUBECONFIG: down }));
     const { logger, lines } = capturingLogger();
     const counters = new Counters();
-    const cluster = createClusterIntegration(config, logger, counters);
+    const cluster = await createClusterIntegration(config, logger, counters);
     await cluster.podEvent('Test', 'nobody hears this');
     const warning = lines.find((l) => l.level === 'warn');
     assert.equal(warning?.result, 'unreachable');
@@ -217,7 +217,7 @@ describe('kubernetes integration (against a local fake API server)', () => {
     try {
       const { logger, lines } = capturingLogger();
       const counters = new Counters();
-      const cluster = createClusterIntegration(loadConfig(serviceEnv()), logger, counters);
+      const cluster = await createClusterIntegration(loadConfig(serviceEnv()), logger, counters);
       await cluster.podEvent('Test', 'x');
       assert.equal(counters.kubeApi.get('event server_error'), 1);
       assert.equal(lines.find((l) => l.level === 'warn')?.status, 500);
@@ -228,18 +228,18 @@ describe('kubernetes integration (against a local fake API server)', () => {
 });
 
 describe('kubernetes integration: detection', () => {
-  it('is off outside a cluster in auto mode, with one info line', () => {
+  it('is off outside a cluster in auto mode, with one info line', async () => {
     const { logger, lines } = capturingLogger();
-    const cluster = createClusterIntegration(loadConfig({}), logger, new Counters(), { serviceAccountRoot: '/nonexistent' });
+    const cluster = await createClusterIntegration(loadConfig({}), logger, new Counters(), { serviceAccountRoot: '/nonexistent' });
     assert.equal(cluster.enabled, false);
     assert.equal(lines.length, 1);
     assert.equal(lines[0]!.level, 'info');
     assert.match(String(lines[0]!.msg), /kubernetes integration off: not running in a cluster/);
   });
 
-  it('is off when forced off, even in a cluster', () => {
+  it('is off when forced off, even in a cluster', async () => {
     const { logger, lines } = capturingLogger();
-    const cluster = createClusterIntegration(loadConfig({ KUBERNETES_INTEGRATION: 'off', KUBERNETES_SERVICE_HOST: '10.0.0.1' }), logger, new Counters());
+    const cluster = await createClusterIntegration(loadConfig({ KUBERNETES_INTEGRATION: 'off', KUBERNETES_SERVICE_HOST: '10.0.0.1' }), logger, new Counters());
     assert.equal(cluster.enabled, false);
     assert.match(String(lines[0]!.msg), /KUBERNETES_INTEGRATION=off/);
   });
@@ -262,7 +262,7 @@ describe('kubernetes integration: detection', () => {
     try {
       const { logger } = capturingLogger();
       const config = loadConfig({ KUBERNETES_SERVICE_HOST: '127.0.0.1', POD_NAME: 'ws-echo-7d9f-abcde' });
-      const cluster = createClusterIntegration(config, logger, new Counters(), { serviceAccountRoot: root });
+      const cluster = await createClusterIntegration(config, logger, new Counters(), { serviceAccountRoot: root });
       assert.equal(cluster.enabled, true);
       await cluster.podEvent('Test', 'hello from the pod');
       assert.equal(api.requests.length, 1);

@@ -43,7 +43,7 @@ describe('rebalancing with a configured target', () => {
     const cold = await service({ REBALANCE: 'off' });
     const clients = await clientsOn(30, hot, cold);
     const sender = setInterval(() => clients.forEach((c) => c.send()), 50);
-    const rebalancer = new Rebalancer(hot, createClusterIntegration(hot.config, hot.logger, hot.counters));
+    const rebalancer = new Rebalancer(hot, await createClusterIntegration(hot.config, hot.logger, hot.counters));
     try {
       // Rounds by hand: the first above the threshold only notes it; the
       // second starts shedding with a budget of floor(rate × 30) = 15, spread over the 0.2 s interval.
@@ -79,7 +79,7 @@ describe('rebalancing with a configured target', () => {
     const hot = await service({ ...TARGET_ENV, REBALANCE_COOLDOWN_SECONDS: '2' });
     const cold = await service({ REBALANCE: 'off' });
     await clientsOn(12, hot, cold); // 12 ≤ 10 × 1.2: within the tolerance
-    const rebalancer = new Rebalancer(hot, createClusterIntegration(hot.config, hot.logger, hot.counters));
+    const rebalancer = new Rebalancer(hot, await createClusterIntegration(hot.config, hot.logger, hot.counters));
     cleanups.push(() => rebalancer.stop());
     await rebalancer.tick();
     assert.equal(rebalancer.state, 'balanced');
@@ -96,14 +96,14 @@ describe('rebalancing with a configured target', () => {
     const off = await service({ ...TARGET_ENV, REBALANCE: 'off' });
     const other = await service({ REBALANCE: 'off' });
     await clientsOn(30, off, other);
-    const idle = new Rebalancer(off, createClusterIntegration(off.config, off.logger, off.counters));
+    const idle = new Rebalancer(off, await createClusterIntegration(off.config, off.logger, off.counters));
     idle.start();
     await new Promise((resolve) => setTimeout(resolve, 500));
     assert.equal(off.connections.size, 30);
 
     const on = await service(TARGET_ENV);
     await clientsOn(30, on, other);
-    const stopped = new Rebalancer(on, createClusterIntegration(on.config, on.logger, on.counters));
+    const stopped = new Rebalancer(on, await createClusterIntegration(on.config, on.logger, on.counters));
     await stopped.tick();
     await stopped.tick();
     assert.equal(on.admission.rebalancing, true);
@@ -141,7 +141,7 @@ describe('rebalancing with the fleet view (against a local fake API server)', ()
       REBALANCE_POD_SELECTOR: 'app.kubernetes.io/name=ws-echo,app.kubernetes.io/instance=echo',
     });
     const cold = await service({ REBALANCE: 'off' });
-    const cluster = createClusterIntegration(hot.config, hot.logger, hot.counters);
+    const cluster = await createClusterIntegration(hot.config, hot.logger, hot.counters);
     // The reports (pod-deletion-cost) of the pods, ours included.
     patchCost(api, 'old-a', 30);
     patchCost(api, 'new-b', 3);
@@ -172,7 +172,7 @@ describe('rebalancing with the fleet view (against a local fake API server)', ()
         POD_NAMESPACE: 'apps',
         REBALANCE_POD_SELECTOR: 'app.kubernetes.io/name=ws-echo',
       });
-      const rebalancer = new Rebalancer(hot, createClusterIntegration(hot.config, hot.logger, hot.counters));
+      const rebalancer = new Rebalancer(hot, await createClusterIntegration(hot.config, hot.logger, hot.counters));
       assert.deepEqual(await rebalancer.fairShare(), { source: 'target', share: 10 });
       assert.equal(hot.counters.kubeApi.get('list forbidden'), 1);
     } finally {
