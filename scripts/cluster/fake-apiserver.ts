@@ -17,8 +17,12 @@ export interface RecordedRequest {
   readonly body: unknown;
 }
 
-/** How the server answers: normally, or a failure for every request. */
-export type Behaviour = 'ok' | 'forbidden' | 'server_error' | 'hang';
+/**
+ * How the server answers: normally, or a failure for every request: 403, 401,
+ * 500, 422 (an answer the client does not expect), never, after 1.5 s, or by
+ * resetting the connection.
+ */
+export type Behaviour = 'ok' | 'forbidden' | 'unauthorized' | 'server_error' | 'unprocessable' | 'hang' | 'slow' | 'reset';
 
 interface StoredPod {
   metadata: {
@@ -129,6 +133,8 @@ current-context: fake
       this.#hanging.push(res);
       return;
     }
+    if (this.behaviour === 'reset') return void req.socket.destroy();
+    if (this.behaviour === 'slow') await new Promise((resolve) => setTimeout(resolve, 1500));
     const events = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname);
     const podList = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
     const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname);
@@ -137,7 +143,9 @@ current-context: fake
       const verb = { POST: 'create', PATCH: 'patch', GET: podList ? 'list' : 'get' }[req.method ?? ''] ?? 'get';
       return status(res, 403, 'Forbidden', `${resource} is forbidden: User "system:serviceaccount:apps:ws-echo" cannot ${verb} resource "${resource}" in API group "" in the namespace "${(events ?? podList ?? pod)?.[1] ?? ''}"`);
     }
+    if (this.behaviour === 'unauthorized') return status(res, 401, 'Unauthorized', 'Unauthorized');
     if (this.behaviour === 'server_error') return status(res, 500, 'InternalError', 'Internal error occurred: etcdserver: request timed out');
+    if (this.behaviour === 'unprocessable') return status(res, 422, 'Invalid', `${resource === 'events' ? 'Event' : 'Pod'}.core "x" is invalid: metadata.namespace: Invalid value`);
     if (events && req.method === 'POST') {
       const event = JSON.parse(text) as { metadata: { generateName: string } };
       const created = { kind: 'Event', apiVersion: 'v1', ...event, metadata: { ...event.metadata, name: `${event.metadata.generateName}${(this.#resourceVersion++).toString(16)}`, uid: `e-${this.#resourceVersion}`, resourceVersion: String(this.#resourceVersion) } };

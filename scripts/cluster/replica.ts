@@ -16,6 +16,8 @@ export interface ReplicaOptions {
   readonly naive?: boolean;
   /** Where the JSON log lines go besides `logs` (e.g. a file stream); default: kept in memory only. */
   readonly onLog?: (entry: Record<string, unknown>) => void;
+  /** A command to run node under, e.g. `['prlimit', '--nofile=256:256']`. */
+  readonly prefix?: readonly string[];
 }
 
 export interface Exit {
@@ -26,25 +28,29 @@ export interface Exit {
 }
 
 export class Replica {
-  readonly logs: Record<string, unknown>[] = [];
-
   private constructor(
     readonly name: string,
     readonly child: ChildProcess,
     readonly port: number,
     readonly metricsPort: number,
     readonly exited: Promise<Exit>,
-    logs: Record<string, unknown>[],
-  ) {
-    this.logs = logs;
-  }
+    /** Every JSON log line it printed, parsed, as they arrive. */
+    readonly logs: Record<string, unknown>[],
+    /** What it wrote to stderr so far (also passed through to ours). */
+    readonly stderr: () => string,
+  ) {}
 
   /** Starts the process and resolves once it listens (not necessarily ready). */
   static async start(options: ReplicaOptions): Promise<Replica> {
-    const args = options.naive ? ['--import', NAIVE_SHUTDOWN, MAIN] : [MAIN];
-    const child = spawn(process.execPath, args, {
+    const [command, ...args] = [...(options.prefix ?? []), process.execPath, ...(options.naive ? ['--import', NAIVE_SHUTDOWN] : []), MAIN];
+    const child = spawn(command!, args, {
       env: { PATH: process.env.PATH ?? '', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', POD_NAME: options.name, ...options.env },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      process.stderr.write(chunk);
     });
     killOnExit(child);
     const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
@@ -63,10 +69,10 @@ export class Replica {
           if (entry.msg === 'listening') resolve(entry);
         }
       });
-      void exited.then(({ code }) => reject(new Error(`replica ${options.name} exited with ${code} before listening`)));
+      void exited.then(({ code }) => reject(new Error(`replica ${options.name} exited with ${code} before listening: ${stderr}`)));
     });
     const entry = await listening;
-    return new Replica(options.name, child, entry.port as number, entry.metricsPort as number, exited, logs);
+    return new Replica(options.name, child, entry.port as number, entry.metricsPort as number, exited, logs, () => stderr);
   }
 
   get running(): boolean {

@@ -1,0 +1,400 @@
+// Shared by the reliability tests: a seeded PRNG (failures reproduce from the
+// printed seed), bystander reference clients that must lose nothing while an
+// offender does its worst, a sampler of the server process's memory from
+// /proc, raw sockets for bytes no well-behaved client would send, and the
+// figures every case records for docs/RELIABILITY.md.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { EchoClient } from '../../src/client.js';
+import { Replica } from '../../../scripts/cluster/replica.js';
+import { wsUrl } from '../helpers.js';
+
+/** The repository root (this file runs from dist/app/test/reliability/). */
+export const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
+/** Where each test file writes its figures (gitignored); `table.js` turns them into Markdown. */
+export const figuresDir = join(repoRoot, 'reports', 'reliability');
+
+// ---------------------------------------------------------------------------
+// Seeded randomness
+
+/** The seed of every randomised case: RELIABILITY_SEED, or a fixed default so CI is deterministic. */
+export const SEED = parseSeed(process.env.RELIABILITY_SEED) ?? 20261125;
+
+function parseSeed(value: string | undefined): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const seed = Number(value);
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`RELIABILITY_SEED must be a whole number, got ${JSON.stringify(value)}`);
+  return seed >>> 0;
+}
+
+/** sfc32: small, fast, and good enough to explore inputs; the same seed gives the same sequence. */
+export class Prng {
+  #a: number;
+  #b: number;
+  #c: number;
+  #d: number;
+
+  constructor(seed: number) {
+    this.#a = 0x9e3779b9;
+    this.#b = 0x243f6a88;
+    this.#c = 0xb7e15162;
+    this.#d = seed >>> 0;
+    for (let i = 0; i < 15; i++) this.next();
+  }
+
+  /** A float in [0, 1). */
+  next(): number {
+    const a = this.#a, b = this.#b, c = this.#c, d = this.#d;
+    const t = (((a + b) | 0) + d) | 0;
+    this.#d = (d + 1) | 0;
+    this.#a = b ^ (b >>> 9);
+    this.#b = (c + (c << 3)) | 0;
+    const r = (c << 21) | (c >>> 11);
+    this.#c = (r + t) | 0;
+    return (t >>> 0) / 4294967296;
+  }
+
+  /** An integer in [min, max]. */
+  int(min: number, max: number): number {
+    return min + Math.floor(this.next() * (max - min + 1));
+  }
+
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+
+  pick<T>(items: readonly T[]): T {
+    return items[Math.floor(this.next() * items.length)]!;
+  }
+
+  bytes(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    for (let i = 0; i < n; i++) out[i] = Math.floor(this.next() * 256);
+    return out;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Bystanders: reference clients that keep sending while an offender misbehaves
+
+export interface BystanderReport {
+  clients: number;
+  sent: number;
+  echoed: number;
+  lost: number;
+  duplicated: number;
+  corrupted: number;
+  outOfOrder: number;
+  abnormalCloses: number;
+  failedUpgrades: number;
+  reconnects: number;
+  /** Close codes other than the 1000 each sends when it stops. */
+  unexpectedCloses: Record<string, number>;
+}
+
+/** `count` reference clients (app/src/client.ts), each sending one message every `intervalMs`. */
+export class Bystanders {
+  readonly #clients: EchoClient[];
+  readonly #timer: NodeJS.Timeout;
+
+  private constructor(clients: EchoClient[], intervalMs: number) {
+    this.#clients = clients;
+    this.#timer = setInterval(() => {
+      for (const client of clients) client.send();
+    }, intervalMs).unref();
+  }
+
+  static async start(port: number, count = 4, intervalMs = 20, path = '/echo'): Promise<Bystanders> {
+    const clients = Array.from({ length: count }, (_, i) => new EchoClient({ urls: [wsUrl(port, path)], id: `bystander${i}`, paddingBytes: 64 }));
+    await Promise.all(clients.map((c) => once(c.start(), 'open')));
+    return new Bystanders(clients, intervalMs);
+  }
+
+  /** Messages echoed so far, over all bystanders (to check they kept echoing during a case). */
+  get echoed(): number {
+    return this.#clients.reduce((sum, c) => sum + c.stats.echoed, 0);
+  }
+
+  /** Stops sending, waits for every echo, closes with 1000 and reports what they saw. */
+  async stop(): Promise<BystanderReport> {
+    clearInterval(this.#timer);
+    const lost = (await Promise.all(this.#clients.map((c) => c.stop(10_000)))).reduce((a, b) => a + b, 0);
+    const sum = (key: 'sent' | 'echoed' | 'duplicated' | 'corrupted' | 'outOfOrder' | 'abnormalCloses' | 'failedUpgrades' | 'reconnects'): number =>
+      this.#clients.reduce((total, c) => total + c.stats[key], 0);
+    const unexpectedCloses: Record<string, number> = {};
+    for (const client of this.#clients) {
+      for (const [code, n] of Object.entries(client.stats.closeCodes)) {
+        const count = code === '1000' ? n - 1 : n;
+        if (count > 0) unexpectedCloses[code] = (unexpectedCloses[code] ?? 0) + count;
+      }
+    }
+    return {
+      clients: this.#clients.length,
+      sent: sum('sent'),
+      echoed: sum('echoed'),
+      lost,
+      duplicated: sum('duplicated'),
+      corrupted: sum('corrupted'),
+      outOfOrder: sum('outOfOrder'),
+      abnormalCloses: sum('abnormalCloses'),
+      failedUpgrades: sum('failedUpgrades'),
+      reconnects: sum('reconnects'),
+      unexpectedCloses,
+    };
+  }
+}
+
+/** Bystanders must not notice anything: every message echoed intact, in order, on the connection they started with. */
+export function assertUnharmed(report: BystanderReport, what: string): void {
+  assert.ok(report.sent > 0, `${what}: the bystanders sent nothing`);
+  assert.equal(report.lost, 0, `${what}: bystanders lost ${report.lost} messages`);
+  assert.equal(report.echoed, report.sent, `${what}: bystanders got ${report.echoed} of ${report.sent} echoes`);
+  assert.equal(report.duplicated + report.corrupted + report.outOfOrder, 0, `${what}: bystanders saw duplicated, corrupted or out-of-order echoes`);
+  assert.equal(report.reconnects + report.failedUpgrades + report.abnormalCloses, 0, `${what}: a bystander was disconnected`);
+  assert.deepEqual(report.unexpectedCloses, {}, `${what}: bystanders were closed`);
+}
+
+export interface Watched<T> {
+  readonly result: T;
+  readonly others: BystanderReport;
+  readonly memory: { readonly startMiB: number; readonly peakMiB: number };
+}
+
+/**
+ * Runs one hostile case with `bystanders` reference clients sending all along
+ * and the server's RSS sampled; whatever happens, both are stopped before it
+ * returns (a client left running would keep the test process alive).
+ */
+export async function watched<T>(service: ServiceProcess, fn: () => Promise<T>, bystanders = 4): Promise<Watched<T>> {
+  const others = await Bystanders.start(service.port, bystanders);
+  const sampler = new MemorySampler(service.child.pid!);
+  let result: T;
+  try {
+    result = await fn();
+  } catch (err) {
+    sampler.stop();
+    await others.stop();
+    throw err;
+  }
+  const memory = sampler.stop();
+  return { result, others: await others.stop(), memory };
+}
+
+/** The bystanders lost nothing and the server's memory stayed under the bound. */
+export function assertContained(watchedCase: Watched<unknown>, what: string): void {
+  assertUnharmed(watchedCase.others, what);
+  assert.ok(watchedCase.memory.peakMiB < RSS_BOUND_MIB, `${what}: peak RSS ${watchedCase.memory.peakMiB} MiB (bound ${RSS_BOUND_MIB} MiB)`);
+}
+
+/** One line for the figures table: what the bystanders saw. */
+export function othersSaw(report: BystanderReport): string {
+  return `${report.clients} bystanders: ${report.echoed}/${report.sent} echoed, 0 closes`;
+}
+
+// ---------------------------------------------------------------------------
+// Memory of the server process
+
+/** Samples VmRSS of a process from /proc every `intervalMs`; the peak is what the figures report. */
+export class MemorySampler {
+  readonly startBytes: number;
+  #peakBytes: number;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(readonly pid: number, intervalMs = 20) {
+    this.startBytes = rssBytes(pid);
+    this.#peakBytes = this.startBytes;
+    this.#timer = setInterval(() => this.sample(), intervalMs).unref();
+  }
+
+  sample(): number {
+    const now = rssBytes(this.pid);
+    this.#peakBytes = Math.max(this.#peakBytes, now);
+    return now;
+  }
+
+  get peakBytes(): number {
+    return this.#peakBytes;
+  }
+
+  stop(): { startMiB: number; peakMiB: number } {
+    clearInterval(this.#timer);
+    this.sample();
+    return { startMiB: mib(this.startBytes), peakMiB: mib(this.#peakBytes) };
+  }
+}
+
+/** VmRSS of `pid` in bytes (0 once the process is gone). */
+export function rssBytes(pid: number): number {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export function mib(bytes: number): number {
+  return Math.round((bytes / 1024 / 1024) * 10) / 10;
+}
+
+/**
+ * The bound every hostile case must stay under: the chart's memory limit
+ * (resources.limits.memory in chart/values.yaml), past which the kernel kills
+ * the pod and every client on it. V8 lets garbage pile up to well above the
+ * live set between collections, so the peak says more about the GC than
+ * about a leak; the tests also check that every connection is gone after.
+ */
+export const RSS_BOUND_MIB = chartMemoryLimitMiB();
+
+function chartMemoryLimitMiB(): number {
+  const values = parse(readFileSync(join(repoRoot, 'chart', 'values.yaml'), 'utf8')) as { resources: { limits: { memory: string } } };
+  const match = /^(\d+)(Mi|Gi)$/.exec(values.resources.limits.memory);
+  if (!match) throw new Error(`chart/values.yaml resources.limits.memory is ${values.resources.limits.memory}; expected Mi or Gi`);
+  return Number(match[1]) * (match[2] === 'Gi' ? 1024 : 1);
+}
+
+// ---------------------------------------------------------------------------
+// The service as a child process
+
+/** A service process: a Replica of scripts/cluster, possibly under a wrapper such as prlimit. */
+export type ServiceProcess = Replica;
+
+/** The service's entry point as a child, under `prefix` (e.g. `prlimit --nofile=…`), on free loopback ports. */
+export function spawnUnder(prefix: readonly string[], env: Record<string, string>): Promise<Replica> {
+  return Replica.start({ name: env.POD_NAME ?? 'child', env, prefix });
+}
+
+export function running(service: ServiceProcess): boolean {
+  return service.child.exitCode === null && service.child.signalCode === null;
+}
+
+/** SIGKILLs the service (end of a test) and waits for it to go. */
+export async function stopChild(service: ServiceProcess): Promise<void> {
+  if (!running(service)) return;
+  service.child.kill('SIGKILL');
+  await service.exited;
+}
+
+// ---------------------------------------------------------------------------
+// Raw sockets
+
+export const UPGRADE_REQUEST =
+  'GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+
+export interface RawExchange {
+  /** Everything the server sent, in order. */
+  readonly received: Buffer;
+  /** True if the socket closed before the timeout. */
+  readonly closed: boolean;
+  /** The error the socket reported, if any (ECONNRESET when the server resets). */
+  readonly error: string | undefined;
+  readonly ms: number;
+}
+
+/**
+ * Opens a TCP connection, writes `chunks` (a function gets the bytes received so
+ * far, to wait for the 101 before sending frames), half-closes if `end`, and
+ * collects everything the server sends until it closes or `timeoutMs` passes.
+ */
+export async function exchange(
+  port: number,
+  chunks: readonly (Buffer | string)[],
+  { end = true, timeoutMs = 10_000, waitForHead = false }: { end?: boolean; timeoutMs?: number; waitForHead?: boolean } = {},
+): Promise<RawExchange> {
+  const started = Date.now();
+  const socket: Socket = tcpConnect(port, '127.0.0.1');
+  const received: Buffer[] = [];
+  let error: string | undefined;
+  socket.on('data', (chunk: Buffer) => received.push(chunk));
+  socket.on('error', (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+  const closed = new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  await Promise.race([once(socket, 'connect'), closed]);
+  const [first, ...rest] = chunks;
+  if (first !== undefined && socket.writable) socket.write(first);
+  if (waitForHead) {
+    const deadline = Date.now() + timeoutMs;
+    while (!Buffer.concat(received).includes('\r\n\r\n') && !socket.destroyed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+  }
+  for (const chunk of rest) if (socket.writable) socket.write(chunk);
+  if (end && socket.writable) socket.end();
+  const didClose = await closed;
+  if (!didClose) socket.destroy();
+  return { received: Buffer.concat(received), closed: didClose, error, ms: Date.now() - started };
+}
+
+/** The status line and the bytes after the response head. */
+export function splitHead(received: Buffer): { status: string; head: string; body: Buffer } {
+  const end = received.indexOf('\r\n\r\n');
+  if (end === -1) return { status: received.toString('latin1').split('\r\n')[0] ?? '', head: received.toString('latin1'), body: Buffer.alloc(0) };
+  const head = received.subarray(0, end).toString('latin1');
+  return { status: head.split('\r\n')[0] ?? '', head, body: received.subarray(end + 4) };
+}
+
+// ---------------------------------------------------------------------------
+// Bounded concurrency and the figures
+
+/** Runs `fn` for 0..n-1 with at most `limit` at once. */
+export async function forEachLimited(n: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) await fn(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
+}
+
+/** One row of the table in docs/RELIABILITY.md. */
+export interface CaseFigures {
+  readonly case: string;
+  readonly inputs: number;
+  /** What the offender saw (close code, HTTP status, …). */
+  readonly offender: string;
+  /** What the other clients saw. */
+  readonly others: string;
+  /** RSS of the server process (VmRSS) when the case began and at its peak, MiB (when measured). */
+  readonly memory?: { readonly startMiB: number; readonly peakMiB: number };
+  /** What was lost (must be 0). */
+  readonly lost: number;
+  readonly notes?: string;
+  /** One line per input kind, for the details under the table: what was sent, and what came back. */
+  readonly details?: readonly (readonly [string, string])[];
+}
+
+/** Collects the rows of one test file and writes them to reports/reliability/<suite>.json. */
+export class Figures {
+  readonly rows: CaseFigures[] = [];
+
+  constructor(readonly suite: string) {}
+
+  add(row: CaseFigures): void {
+    this.rows.push(row);
+    console.log(`# ${row.case}: inputs=${row.inputs} offender=[${row.offender}] others=[${row.others}] rss=${row.memory ? `${row.memory.startMiB}→${row.memory.peakMiB}` : '-'}MiB lost=${row.lost}${row.notes ? ` (${row.notes})` : ''}`);
+  }
+
+  write(): void {
+    mkdirSync(figuresDir, { recursive: true });
+    writeFileSync(join(figuresDir, `${this.suite}.json`), `${JSON.stringify({ suite: this.suite, seed: SEED, at: new Date().toISOString(), rows: this.rows }, null, 2)}\n`);
+  }
+}
+
+/** Formats a tally like { '1002': 40, '1009': 3 } as "1002×40, 1009×3". */
+export function tally(counts: Readonly<Record<string, number>>): string {
+  return Object.entries(counts)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, n]) => `${k}×${n}`)
+    .join(', ');
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
