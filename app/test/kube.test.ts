@@ -17,10 +17,10 @@ import { after, before, describe, it } from 'node:test';
 import { EchoClient } from '../src/client.js';
 import { loadConfig } from '../src/config.js';
 import { DrainController } from '../src/drain.js';
-import { createClusterIntegration, DELETION_COST_ANNOTATION, SERVICE_ACCOUNT_DIR } from '../src/kube.js';
+import { createClusterIntegration, DELETION_COST_ANNOTATION, SERVICE_ACCOUNT_DIR, type ClusterIntegration } from '../src/kube.js';
 import { createLogger, type Logger } from '../src/logger.js';
 import { Counters } from '../src/metrics.js';
-import { startService } from '../src/service.js';
+import { startService, type Service } from '../src/service.js';
 import { wsUrl } from './helpers.js';
 import { FakeApiServer } from '../../scripts/cluster/fake-apiserver.js';
 import { freePort } from '../../scripts/cluster/nginx.js';
@@ -38,6 +38,23 @@ function capturingLogger(): { logger: Logger; lines: Record<string, unknown>[] }
 }
 
 const POD = { POD_NAME: 'ws-echo-7d9f-abcde', POD_NAMESPACE: 'apps', POD_UID: '3f1c2b9e-0d4a-4c1e-9b57-2a8e6f0d1c77' };
+
+/**
+ * Connects `count` reference clients, drains the service as a SIGTERM would,
+ * then closes clients and service; returns how long the drain took, in seconds.
+ */
+async function drainWithClients(service: Service, cluster: ClusterIntegration, count: number): Promise<number> {
+  const clients = Array.from({ length: count }, (_, i) => new EchoClient({ urls: [wsUrl(service.port)], id: `k${i}`, initialBackoffMs: 60_000 }));
+  await Promise.all(clients.map((c) => once(c.start(), 'open')));
+  const drain = new DrainController(service, cluster, { exit: () => {} });
+  const started = Date.now();
+  drain.onSignal('SIGTERM');
+  await drain.finished;
+  const seconds = (Date.now() - started) / 1000;
+  await Promise.all(clients.map((c) => c.stop(0)));
+  await service.close();
+  return seconds;
+}
 
 describe('kubernetes integration (against a local fake API server)', () => {
   let api: FakeApiServer;
@@ -70,13 +87,7 @@ describe('kubernetes integration (against a local fake API server)', () => {
     const service = await startService(config, logger);
     const cluster = await createClusterIntegration(config, logger, service.counters);
     assert.equal(cluster.enabled, true);
-    const clients = Array.from({ length: 3 }, (_, i) => new EchoClient({ urls: [wsUrl(service.port)], id: `k${i}`, initialBackoffMs: 60_000 }));
-    await Promise.all(clients.map((c) => once(c.start(), 'open')));
-    const drain = new DrainController(service, cluster, { exit: () => {} });
-    drain.onSignal('SIGTERM');
-    await drain.finished;
-    await Promise.all(clients.map((c) => c.stop(0)));
-    await service.close();
+    await drainWithClients(service, cluster, 3);
 
     const events = api.requests.filter((r) => r.path === '/api/v1/namespaces/apps/events');
     assert.equal(events.length, 2);
@@ -146,15 +157,7 @@ describe('kubernetes integration (against a local fake API server)', () => {
       let count = 0;
       cluster.startDeletionCost(() => (count += 10));
       await sleep(500);
-      const client = new EchoClient({ urls: [wsUrl(service.port)], id: 'rbac', initialBackoffMs: 60_000 });
-      await once(client.start(), 'open');
-      const drain = new DrainController(service, cluster, { exit: () => {} });
-      const started = Date.now();
-      drain.onSignal('SIGTERM');
-      await drain.finished;
-      const seconds = (Date.now() - started) / 1000;
-      await client.stop(0);
-      await service.close();
+      const seconds = await drainWithClients(service, cluster, 1);
 
       assert.ok(seconds <= 0.5 + 1 + 1, `drain took ${seconds}s`);
       const failedPatches = api.requests.filter((r) => r.method === 'PATCH').length;
@@ -179,15 +182,7 @@ describe('kubernetes integration (against a local fake API server)', () => {
       const { logger, lines } = capturingLogger();
       const service = await startService(config, logger);
       const cluster = await createClusterIntegration(config, logger, service.counters, { apiTimeoutMs: 300 });
-      const client = new EchoClient({ urls: [wsUrl(service.port)], id: 'slow', initialBackoffMs: 60_000 });
-      await once(client.start(), 'open');
-      const drain = new DrainController(service, cluster, { exit: () => {} });
-      const started = Date.now();
-      drain.onSignal('SIGTERM');
-      await drain.finished;
-      const seconds = (Date.now() - started) / 1000;
-      await client.stop(0);
-      await service.close();
+      const seconds = await drainWithClients(service, cluster, 1);
       assert.ok(seconds <= 0.5 + 1 + 1, `drain took ${seconds}s`);
       await sleep(400); // the start event times out after 300 ms
       assert.ok(lines.some((l) => l.level === 'warn' && l.result === 'timeout'), 'the timeout is logged');

@@ -12,6 +12,8 @@ export interface LoadOptions {
   readonly paddingBytes?: number;
   /** Clients opened per 10 ms while starting, so the start is not one burst. */
   readonly openPerTick?: number;
+  /** How often the sending timer fires (default 100 ms); short runs want a shorter tick. */
+  readonly tickMs?: number;
 }
 
 export interface LoadTotals {
@@ -31,7 +33,7 @@ export interface LoadTotals {
   readonly reconnectGapMs: { readonly p50: number; readonly p99: number; readonly max: number; readonly count: number };
 }
 
-const TICK_MS = 100;
+const DEFAULT_TICK_MS = 100;
 
 export class Load {
   readonly clients: EchoClient[];
@@ -56,14 +58,15 @@ export class Load {
 
   /** Sends rate × clients messages a second, round-robin over the clients, on one timer. */
   startSending(): void {
-    const perTick = (this.options.rate * this.clients.length * TICK_MS) / 1000;
+    const tickMs = this.options.tickMs ?? DEFAULT_TICK_MS;
+    const perTick = (this.options.rate * this.clients.length * tickMs) / 1000;
     this.#timer = setInterval(() => {
       this.#credit += perTick;
       for (; this.#credit >= 1; this.#credit--) {
         this.clients[this.#next]!.send();
         this.#next = (this.#next + 1) % this.clients.length;
       }
-    }, TICK_MS);
+    }, tickMs);
   }
 
   /** Stops sending and closes every client at once (a run that failed part-way). */

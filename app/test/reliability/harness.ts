@@ -10,7 +10,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { EchoClient } from '../../src/client.js';
+import { Load, type LoadTotals } from '../../../scripts/cluster/load.js';
 import { Replica } from '../../../scripts/cluster/replica.js';
 import { wsUrl } from '../helpers.js';
 
@@ -82,86 +82,31 @@ export class Prng {
 // ---------------------------------------------------------------------------
 // Bystanders: reference clients that keep sending while an offender misbehaves
 
-export interface BystanderReport {
-  clients: number;
-  sent: number;
-  echoed: number;
-  lost: number;
-  duplicated: number;
-  corrupted: number;
-  outOfOrder: number;
-  abnormalCloses: number;
-  failedUpgrades: number;
-  reconnects: number;
-  /** Close codes other than the 1000 each sends when it stops. */
-  unexpectedCloses: Record<string, number>;
-}
-
-/** `count` reference clients (app/src/client.ts), each sending one message every `intervalMs`. */
-export class Bystanders {
-  readonly #clients: EchoClient[];
-  readonly #timer: NodeJS.Timeout;
-
-  private constructor(clients: EchoClient[], intervalMs: number) {
-    this.#clients = clients;
-    this.#timer = setInterval(() => {
-      for (const client of clients) client.send();
-    }, intervalMs).unref();
-  }
-
-  static async start(port: number, count = 4, intervalMs = 20, path = '/echo'): Promise<Bystanders> {
-    const clients = Array.from({ length: count }, (_, i) => new EchoClient({ urls: [wsUrl(port, path)], id: `bystander${i}`, paddingBytes: 64 }));
-    await Promise.all(clients.map((c) => once(c.start(), 'open')));
-    return new Bystanders(clients, intervalMs);
-  }
-
-  /** Messages echoed so far, over all bystanders (to check they kept echoing during a case). */
-  get echoed(): number {
-    return this.#clients.reduce((sum, c) => sum + c.stats.echoed, 0);
-  }
-
-  /** Stops sending, waits for every echo, closes with 1000 and reports what they saw. */
-  async stop(): Promise<BystanderReport> {
-    clearInterval(this.#timer);
-    const lost = (await Promise.all(this.#clients.map((c) => c.stop(10_000)))).reduce((a, b) => a + b, 0);
-    const sum = (key: 'sent' | 'echoed' | 'duplicated' | 'corrupted' | 'outOfOrder' | 'abnormalCloses' | 'failedUpgrades' | 'reconnects'): number =>
-      this.#clients.reduce((total, c) => total + c.stats[key], 0);
-    const unexpectedCloses: Record<string, number> = {};
-    for (const client of this.#clients) {
-      for (const [code, n] of Object.entries(client.stats.closeCodes)) {
-        const count = code === '1000' ? n - 1 : n;
-        if (count > 0) unexpectedCloses[code] = (unexpectedCloses[code] ?? 0) + count;
-      }
-    }
-    return {
-      clients: this.#clients.length,
-      sent: sum('sent'),
-      echoed: sum('echoed'),
-      lost,
-      duplicated: sum('duplicated'),
-      corrupted: sum('corrupted'),
-      outOfOrder: sum('outOfOrder'),
-      abnormalCloses: sum('abnormalCloses'),
-      failedUpgrades: sum('failedUpgrades'),
-      reconnects: sum('reconnects'),
-      unexpectedCloses,
-    };
-  }
+/**
+ * `count` reference clients (app/src/client.ts) sending one message every
+ * `intervalMs` each: the same load the local cluster runs (scripts/cluster/load.ts).
+ */
+async function startBystanders(port: number, count: number, intervalMs = 20): Promise<Load> {
+  const load = new Load({ url: wsUrl(port), clients: count, rate: 1000 / intervalMs, paddingBytes: 64, tickMs: intervalMs });
+  await load.open();
+  load.startSending();
+  return load;
 }
 
 /** Bystanders must not notice anything: every message echoed intact, in order, on the connection they started with. */
-export function assertUnharmed(report: BystanderReport, what: string): void {
+export function assertUnharmed(report: LoadTotals, what: string): void {
   assert.ok(report.sent > 0, `${what}: the bystanders sent nothing`);
   assert.equal(report.lost, 0, `${what}: bystanders lost ${report.lost} messages`);
   assert.equal(report.echoed, report.sent, `${what}: bystanders got ${report.echoed} of ${report.sent} echoes`);
   assert.equal(report.duplicated + report.corrupted + report.outOfOrder, 0, `${what}: bystanders saw duplicated, corrupted or out-of-order echoes`);
   assert.equal(report.reconnects + report.failedUpgrades + report.abnormalCloses, 0, `${what}: a bystander was disconnected`);
-  assert.deepEqual(report.unexpectedCloses, {}, `${what}: bystanders were closed`);
+  // Each bystander closes once with 1000 when it stops; any other close hit it during the case.
+  assert.deepEqual(report.closeCodes, { 1000: report.clients }, `${what}: bystanders were closed`);
 }
 
 export interface Watched<T> {
   readonly result: T;
-  readonly others: BystanderReport;
+  readonly others: LoadTotals;
   readonly memory: { readonly startMiB: number; readonly peakMiB: number };
 }
 
@@ -171,18 +116,18 @@ export interface Watched<T> {
  * returns (a client left running would keep the test process alive).
  */
 export async function watched<T>(service: ServiceProcess, fn: () => Promise<T>, bystanders = 4): Promise<Watched<T>> {
-  const others = await Bystanders.start(service.port, bystanders);
+  const others = await startBystanders(service.port, bystanders);
   const sampler = new MemorySampler(service.child.pid!);
   let result: T;
   try {
     result = await fn();
   } catch (err) {
     sampler.stop();
-    await others.stop();
+    await others.abort();
     throw err;
   }
   const memory = sampler.stop();
-  return { result, others: await others.stop(), memory };
+  return { result, others: await others.finish(10_000), memory };
 }
 
 /** The bystanders lost nothing and the server's memory stayed under the bound. */
@@ -192,7 +137,7 @@ export function assertContained(watchedCase: Watched<unknown>, what: string): vo
 }
 
 /** One line for the figures table: what the bystanders saw. */
-export function othersSaw(report: BystanderReport): string {
+export function othersSaw(report: LoadTotals): string {
   return `${report.clients} bystanders: ${report.echoed}/${report.sent} echoed, 0 closes`;
 }
 
