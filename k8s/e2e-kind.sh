@@ -45,6 +45,8 @@ helm repo add ingress-nginx https://kubernetes.github.io/ingress-nginx --force-u
 helm repo add prometheus-community https://prometheus-community.github.io/helm-charts --force-update >/dev/null
 # On kind the controller binds the node's ports 80/443 (kind-config.yaml maps
 # them to the host), so one replica on the ingress-ready control-plane node.
+# --set-string: a node selector value must be the string "true"; --set would
+# render a YAML boolean, which the API server rejects.
 helm upgrade --install ingress-nginx ingress-nginx/ingress-nginx \
   --namespace ingress-nginx --create-namespace \
   -f k8s/ingress-nginx-values.yaml \
@@ -52,7 +54,7 @@ helm upgrade --install ingress-nginx ingress-nginx/ingress-nginx \
   --set controller.minAvailable=0 \
   --set controller.hostPort.enabled=true \
   --set controller.service.type=ClusterIP \
-  --set controller.nodeSelector.ingress-ready=true \
+  --set-string controller.nodeSelector.ingress-ready=true \
   --set-json 'controller.tolerations=[{"key":"node-role.kubernetes.io/control-plane","operator":"Exists","effect":"NoSchedule"}]' \
   --wait --timeout 5m
 
