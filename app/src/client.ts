@@ -11,6 +11,7 @@
 //   affinity) set on the upgrade response and sends them when it reconnects.
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
 
 /** Close codes after which the client reconnects (plus failed upgrades). */
@@ -268,10 +269,6 @@ export class EchoClient extends EventEmitter {
       if (eq > 0) this.#cookies.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Percentile (0–100) of a list of numbers, nearest-rank; 0 for an empty list. */

@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { EchoClient, percentile } from '../src/client.js';
 
@@ -126,7 +127,7 @@ describe('EchoClient', () => {
     const client = track(new EchoClient({ urls: [server.url], id: 'e', initialBackoffMs: 10 })).start();
     const [code] = (await once(client, 'fatal')) as [number];
     assert.equal(code, 1008);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sleep(100);
     assert.equal(client.stats.reconnects, 0);
   });
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { WebSocket } from 'ws';
 import type { Service } from '../src/service.js';
 import { closed, connect, scrape, startTestService, waitFor } from './helpers.js';
@@ -138,7 +139,7 @@ describe('heartbeat', () => {
     assert.ok(elapsed >= 200, `terminated after a missed pong, not at once (${elapsed} ms)`);
     assert.equal(await scrape(service.metricsPort, 'websocket_heartbeat_terminations_total'), 1);
     // The live client has answered several rounds of pings by now.
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    await sleep(600);
     await assertEchoes(live);
     live.close();
   });
@@ -166,7 +167,7 @@ describe('backpressure', () => {
     try {
       for (let i = 0; i < total; i++) reader.send(message);
       await waitFor('the server to pause reading', () => service.counters.backpressurePauses > 0);
-      await new Promise((resolve) => setTimeout(resolve, 300)); // let the flood press on
+      await sleep(300); // let the flood press on
       await assertEchoes(bystander);
       // One TCP read can still arrive after the pause: allow the bound plus a few messages.
       assert.ok(maxBuffered <= bound + 4 * message.length, `server buffered at most ${maxBuffered} bytes for the slow reader`);

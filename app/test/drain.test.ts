@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as tcpConnect } from 'node:net';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoClient, percentile } from '../src/client.js';
 import { DrainController, type DrainSummary } from '../src/drain.js';
 import { createClusterIntegration } from '../src/kube.js';
@@ -177,10 +178,6 @@ describe('DrainController in-process', () => {
     await service.close();
   });
 });
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 async function stopChild(service: ChildService): Promise<void> {
   service.child.kill('SIGTERM');

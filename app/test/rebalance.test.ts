@@ -9,6 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoClient } from '../src/client.js';
 import { createClusterIntegration, DELETION_COST_ANNOTATION } from '../src/kube.js';
 import { Rebalancer } from '../src/rebalance.js';
@@ -54,7 +55,7 @@ describe('rebalancing with a configured target', () => {
       const refused = await connect(hot.port).catch((err: unknown) => err);
       assert.ok(refused instanceof UpgradeRefused && refused.status === 503, 'upgrades are refused while shedding');
       assert.equal(refused.headers['retry-after'], '1');
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await sleep(300);
       assert.equal(hot.counters.rebalanceShed, 15, 'one interval sheds exactly its budget');
       // The rest of the way on the timer.
       rebalancer.start();
@@ -87,7 +88,7 @@ describe('rebalancing with a configured target', () => {
     rebalancer.start();
     await waitFor('the first episode to end', () => rebalancer.state === 'balanced' && hot.connections.size === 10, 5000);
     await clientsOn(10, hot, cold); // 20 again, right away
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await sleep(1000);
     assert.equal(hot.connections.size, 20, 'no shedding during the cooldown');
     await waitFor('the second episode after the cooldown', () => hot.connections.size === 10, 5000);
   });
@@ -98,7 +99,7 @@ describe('rebalancing with a configured target', () => {
     await clientsOn(30, off, other);
     const idle = new Rebalancer(off, await createClusterIntegration(off.config, off.logger, off.counters));
     idle.start();
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sleep(500);
     assert.equal(off.connections.size, 30);
 
     const on = await service(TARGET_ENV);
@@ -109,7 +110,7 @@ describe('rebalancing with a configured target', () => {
     assert.equal(on.admission.rebalancing, true);
     stopped.stop();
     assert.equal(on.admission.rebalancing, false, 'upgrades accepted again');
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await sleep(400);
     assert.equal(on.counters.rebalanceShed, 0, 'the scheduled batches were cancelled');
   });
 });

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
 import type { Service } from '../src/service.js';
 import { closed, connect, httpGet, scrape, startTestService, UpgradeRefused, waitFor } from './helpers.js';
@@ -187,7 +188,7 @@ describe('HTTP timeouts', () => {
 
   it('leaves an open WebSocket alone well past the header timeout', async () => {
     const ws = await connect(service.port);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await sleep(2000);
     assert.equal(ws.readyState, WebSocket.OPEN);
     ws.send('late');
     const [data] = (await once(ws, 'message')) as [Buffer];

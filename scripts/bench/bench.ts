@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command, Reply } from './load-client.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -322,10 +323,6 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     },
     drain: { connections: options.drainConnections, seconds: drainSeconds },
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 const fmt = (value: number, digits = 1): string => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });

@@ -2,6 +2,7 @@
 // parent) that takes commands over IPC, so the parent can read the server's
 // CPU time exactly around the measured interval. The same client drives every
 // server under test.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
 import { percentile } from '../../app/src/client.js';
 
@@ -88,10 +89,6 @@ async function throughput(command: Extract<Command, { kind: 'throughput' }>): Pr
   const seconds = (performance.now() - started) / 1000;
   reply({ kind: 'throughput', messages, seconds, rttP50Ms: percentile(rtts, 50), rttP99Ms: percentile(rtts, 99) });
   for (const ws of sockets) ws.terminate();
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 process.on('message', (command: Command) => {

@@ -5,11 +5,12 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DELETION_COST_ANNOTATION } from '../../app/src/kube.js';
 import { FakeApiServer } from './fake-apiserver.js';
 import { NginxProxy, type ProxySettings } from './nginx.js';
 import { Prometheus } from './prometheus.js';
-import { Replica, sleep } from './replica.js';
+import { Replica } from './replica.js';
 
 export interface DrainTimings {
   readonly preStopSeconds: number;

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface RecordedRequest {
   readonly method: string;
@@ -134,7 +135,7 @@ current-context: fake
       return;
     }
     if (this.behaviour === 'reset') return void req.socket.destroy();
-    if (this.behaviour === 'slow') await new Promise((resolve) => setTimeout(resolve, 1500));
+    if (this.behaviour === 'slow') await sleep(1500);
     const events = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname);
     const podList = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
     const pod = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname);

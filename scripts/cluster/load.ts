@@ -2,6 +2,7 @@
 // messages with ids at a set rate for the whole run, reconnecting and
 // resending as app/src/client.ts does.
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoClient, percentile } from '../../app/src/client.js';
 
 export interface LoadOptions {
@@ -51,7 +52,7 @@ export class Load {
     const opened: Promise<unknown>[] = [];
     for (let i = 0; i < this.clients.length; i += perTick) {
       for (const client of this.clients.slice(i, i + perTick)) opened.push(once(client.start(), 'open'));
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await sleep(10);
     }
     await Promise.all(opened);
   }

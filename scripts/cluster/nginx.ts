@@ -17,7 +17,8 @@ import { once } from 'node:events';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
-import { httpBody, killOnExit, sleep } from './replica.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { httpBody, killOnExit } from './replica.js';
 
 export interface ProxySettings {
   /** proxy-read-timeout / proxy-send-timeout, seconds. */

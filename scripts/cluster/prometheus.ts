@@ -5,8 +5,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './nginx.js';
-import { httpBody, httpStatus, killOnExit, sleep } from './replica.js';
+import { httpBody, httpStatus, killOnExit } from './replica.js';
 
 export interface ScrapeTarget {
   readonly pod: string;

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const MAIN = fileURLToPath(new URL('../../app/src/main.js', import.meta.url));
 const NAIVE_SHUTDOWN = fileURLToPath(new URL('./naive-shutdown.js', import.meta.url));
@@ -146,8 +147,4 @@ export function httpBody(port: number, path: string): Promise<string> {
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.end();
   });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

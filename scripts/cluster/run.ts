@@ -1,12 +1,12 @@
 // One local run: start the cluster, put the reference clients on it, do the
 // operation (rollout, scale-down, kill, naive rollout), check the PromQL of
 // k8s/ against Prometheus, and build the report.
+import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import { LocalCluster, type DrainTimings, type RebalanceSettings, type Sample } from './cluster.js';
 import { Load, type LoadTotals } from './load.js';
 import type { PromqlCheck, RunReport } from './report.js';
 import { adapterQuery, chartValues, kedaTrigger, proxySettingsFromChart } from './settings.js';
-import { sleep } from './replica.js';
 
 export const MODES = ['rollout', 'scale-down', 'scale-up', 'kill', 'naive'] as const;
 export type Mode = (typeof MODES)[number];

@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { RunReport } from '../../../scripts/cluster/report.js';
 import { runScenario, type Mode, type RunOptions } from '../../../scripts/cluster/run.js';
@@ -132,7 +133,7 @@ describe('local cluster behind real nginx', () => {
         },
         async beforeFinish() {
           await page!.waitForFunction(() => (globalThis as unknown as PageGlobal).document.getElementById('state')?.textContent === 'open');
-          await new Promise((resolve) => setTimeout(resolve, 1000)); // a few more echoes on the last replica
+          await sleep(1000); // a few more echoes on the last replica
           const shown = { replica: await read('replica'), sent: Number(await read('sent')), echoed: Number(await read('echoed')), lost: Number(await read('lost')), reconnects: Number(await read('reconnects')), pending: Number(await read('pending')) };
           console.log(`# browser: first=${firstReplica} last=${shown.replica} sent=${shown.sent} echoed=${shown.echoed} lost=${shown.lost} reconnects=${shown.reconnects}`);
           assert.equal(shown.lost, 0, 'the page shows zero lost');

@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { httpGet } from '../helpers.js';
 
 const run = promisify(execFile);
@@ -99,7 +100,7 @@ export async function waitFor200(port: number, path: string, timeoutMs: number, 
       last = (err as Error).message;
     }
     if (performance.now() > deadline) throw new Error(`${path} on ${port} not 200 after ${timeoutMs} ms (last: ${last})\n${await describeFailure()}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await sleep(5);
   }
 }
 

@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { WebSocket } from 'ws';
 import { EchoClient } from '../../src/client.js';
 import { Load, type LoadTotals } from '../../../scripts/cluster/load.js';
@@ -15,7 +16,7 @@ import { NginxProxy } from '../../../scripts/cluster/nginx.js';
 import { proxySettingsFromChart } from '../../../scripts/cluster/settings.js';
 import { connect, scrape, spawnService, wsUrl } from '../helpers.js';
 import { API_FAULTS, FakeKubeApi, FAULT_DESCRIPTIONS } from './fake-kube.js';
-import { assertContained, Figures, MemorySampler, othersSaw, sleep, spawnUnder, stopChild, tally, watched } from './harness.js';
+import { assertContained, Figures, MemorySampler, othersSaw, spawnUnder, stopChild, tally, watched } from './harness.js';
 
 const figures = new Figures('faults');
 after(() => figures.write());

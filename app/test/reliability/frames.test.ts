@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { scrape, spawnService, waitFor, type ChildService } from '../helpers.js';
 import { closePayload, encodeFrame, hostileInput, INVALID_UTF8, OP, predict, serverFrame, type Prediction } from './frames.js';
-import { assertContained, exchange, Figures, forEachLimited, othersSaw, Prng, SEED, splitHead, stopChild, sleep, tally, UPGRADE_REQUEST, watched } from './harness.js';
+import { assertContained, exchange, Figures, forEachLimited, othersSaw, Prng, SEED, splitHead, stopChild, tally, UPGRADE_REQUEST, watched } from './harness.js';
 
 const MAX_PAYLOAD = 4096;
 /** RELIABILITY_CASES=20000 npm test runs a longer fuzz by hand. */

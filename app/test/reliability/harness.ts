@@ -339,7 +339,3 @@ export function tally(counts: Readonly<Record<string, number>>): string {
     .map(([k, n]) => `${k}×${n}`)
     .join(', ');
 }
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

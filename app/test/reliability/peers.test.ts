@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, scrape, spawnService, waitFor, type ChildService } from '../helpers.js';
-import { assertContained, Figures, mib, othersSaw, sleep, stopChild, UPGRADE_REQUEST, watched } from './harness.js';
+import { assertContained, Figures, mib, othersSaw, stopChild, UPGRADE_REQUEST, watched } from './harness.js';
 
 const figures = new Figures('peers');
 after(() => figures.write());

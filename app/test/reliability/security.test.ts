@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
 import { KUBERNETES_API_CALLS } from '../../src/kube.js';
 import { ensureHelm, pool, render, scenarios } from '../chart/helm.js';
@@ -21,7 +22,7 @@ import type { Manifest } from '../chart/k8s-schemas.js';
 import { httpGet, waitFor, wsUrl } from '../helpers.js';
 import { closePayload, encodeFrame, OP } from './frames.js';
 import { FakeKubeApi } from './fake-kube.js';
-import { exchange, Figures, repoRoot, sleep, spawnUnder, splitHead, stopChild, UPGRADE_REQUEST } from './harness.js';
+import { exchange, Figures, repoRoot, spawnUnder, splitHead, stopChild, UPGRADE_REQUEST } from './harness.js';
 import { RESTRICTED_CONTROLS, restrictedViolations, type PodLike } from './pod-security.js';
 
 const run = promisify(execFile);

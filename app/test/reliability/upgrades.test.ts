@@ -5,9 +5,10 @@
 // 503s as the server counts. Bystander reference clients lose nothing.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, scrape, spawnService, UpgradeRefused, waitFor, type ChildService } from '../helpers.js';
 import { closePayload, OP, serverFrame } from './frames.js';
-import { assertContained, exchange, Figures, othersSaw, sleep, splitHead, stopChild, tally, UPGRADE_REQUEST, watched } from './harness.js';
+import { assertContained, exchange, Figures, othersSaw, splitHead, stopChild, tally, UPGRADE_REQUEST, watched } from './harness.js';
 
 const figures = new Figures('upgrades');
 after(() => figures.write());
