@@ -18,7 +18,6 @@ import { parseAllDocuments, YAMLMap, YAMLSeq, type Document } from 'yaml';
 import { closed, connect, httpGet, scrape, waitFor, wsUrl } from './helpers.js';
 import {
   ensureImage,
-  freePort,
   helmTemplate,
   inspect,
   podman,
@@ -29,6 +28,7 @@ import {
   uniqueName,
   waitFor200,
 } from './image/podman.js';
+import { freePort } from '../../scripts/cluster/nginx.js';
 
 const USER = '10001';
 const unavailable = podmanUnavailable();

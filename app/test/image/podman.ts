@@ -1,13 +1,12 @@
 // podman for the image tests: every call with scripts/containers.conf (runc,
 // cgroupfs, ulimits the sandbox allows) and a timeout, so a stuck podman
 // fails a test instead of hanging the run.
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ensureHelm } from '../chart/helm.js';
 import { httpGet } from '../helpers.js';
 
 const run = promisify(execFile);
@@ -78,15 +77,6 @@ export async function publishedPort(name: string, containerPort: number): Promis
   return port;
 }
 
-/** A loopback port that is free now (for hostPort in a pod spec). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /** Polls GET `path` until it answers 200; resolves with the time (performance.now()) of that answer. */
 export async function waitFor200(port: number, path: string, timeoutMs: number, describeFailure: () => Promise<string>): Promise<number> {
   const deadline = performance.now() + timeoutMs;
@@ -119,13 +109,6 @@ export function ensureImage(): string {
     throw new Error(`scripts/build-image.sh failed (${result.error?.message ?? `exit ${result.status}`}):\n${result.stderr.slice(-4000)}`);
   }
   return 'localhost/ws-echo:dev';
-}
-
-/** .tools/bin/helm, fetched by scripts/fetch-helm.sh when missing. */
-export function ensureHelm(): string {
-  const helm = join(repoRoot, '.tools', 'bin', 'helm');
-  if (!existsSync(helm)) execFileSync('bash', [join(repoRoot, 'scripts', 'fetch-helm.sh')], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 });
-  return helm;
 }
 
 export async function helmTemplate(args: string[]): Promise<string> {
