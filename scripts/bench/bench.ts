@@ -9,6 +9,7 @@ import { cpus, release } from 'node:os';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CLOCK_TICKS_PER_SECOND, cpuTicks, rssBytes } from '../proc.js';
 import type { Command, Reply } from './load-client.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -18,7 +19,6 @@ const SERVERS = {
 } as const;
 type ServerName = keyof typeof SERVERS;
 const LOAD_CLIENT = fileURLToPath(new URL('./load-client.js', import.meta.url));
-const CLOCK_TICKS_PER_SECOND = 100; // getconf CLK_TCK on Linux
 /** Source addresses for mass connects: ephemeral ports and TIME_WAIT are per address pair. */
 const LOCAL_ADDRESSES = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`);
 
@@ -147,18 +147,6 @@ function ask(client: ChildProcess, command: Command, until: Reply['kind'], onRep
     client.once('exit', (code) => reject(new Error(`load client exited with ${code}`)));
     client.send(command);
   });
-}
-
-/** utime + stime of a process, in clock ticks (/proc/<pid>/stat fields 14 and 15). */
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-}
-
-function rssBytes(pid: number): number {
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match![1]) * 1024;
 }
 
 async function measureThroughput(name: ServerName, connections: number, size: number, depth: number, options: BenchOptions): Promise<ThroughputFigures> {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { Load, type LoadTotals } from '../../../scripts/cluster/load.js';
+import { rssBytes } from '../../../scripts/proc.js';
 import { Replica } from '../../../scripts/cluster/replica.js';
 import { wsUrl } from '../helpers.js';
 
@@ -151,13 +152,13 @@ export class MemorySampler {
   readonly #timer: NodeJS.Timeout;
 
   constructor(readonly pid: number, intervalMs = 20) {
-    this.startBytes = rssBytes(pid);
+    this.startBytes = rssOrZero(pid);
     this.#peakBytes = this.startBytes;
     this.#timer = setInterval(() => this.sample(), intervalMs).unref();
   }
 
   sample(): number {
-    const now = rssBytes(this.pid);
+    const now = rssOrZero(this.pid);
     this.#peakBytes = Math.max(this.#peakBytes, now);
     return now;
   }
@@ -173,11 +174,10 @@ export class MemorySampler {
   }
 }
 
-/** VmRSS of `pid` in bytes (0 once the process is gone). */
-export function rssBytes(pid: number): number {
+/** VmRSS of `pid` in bytes, 0 once the process is gone (a sample may come after a case killed it). */
+function rssOrZero(pid: number): number {
   try {
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) * 1024 : 0;
+    return rssBytes(pid);
   } catch {
     return 0;
   }
