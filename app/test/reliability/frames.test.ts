@@ -10,7 +10,8 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { scrape, spawnService, waitFor, type ChildService } from '../helpers.js';
 import { closePayload, encodeFrame, hostileInput, INVALID_UTF8, OP, predict, serverFrame, type Prediction } from './frames.js';
-import { assertContained, exchange, Figures, forEachLimited, othersSaw, Prng, SEED, splitHead, stopChild, tally, UPGRADE_REQUEST, watched } from './harness.js';
+import { assertContained, exchange, Figures, othersSaw, Prng, SEED, splitHead, stopChild, tally, UPGRADE_REQUEST, watched } from './harness.js';
+import { pool } from '../chart/helm.js';
 
 const MAX_PAYLOAD = 4096;
 /** RELIABILITY_CASES=20000 npm test runs a longer fuzz by hand. */
@@ -128,7 +129,7 @@ describe('hostile frames after the upgrade', () => {
     let bytes = 0;
     let echoes = 0;
     const run = await watched(service, () =>
-      forEachLimited(CASES, 24, async (i) => {
+      pool(Array.from({ length: CASES }, (_, i) => i), 24, async (i) => {
         const { kind, bytes: input } = inputs[i]!;
         bytes += input.length;
         const result = await runCase(input, pipelined[i]!);

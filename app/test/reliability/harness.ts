@@ -287,16 +287,7 @@ export function splitHead(received: Buffer): { status: string; head: string; bod
 }
 
 // ---------------------------------------------------------------------------
-// Bounded concurrency and the figures
-
-/** Runs `fn` for 0..n-1 with at most `limit` at once. */
-export async function forEachLimited(n: number, limit: number, fn: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < n) await fn(next++);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
-}
+// The figures
 
 /** One row of the table in docs/RELIABILITY.md. */
 export interface CaseFigures {
