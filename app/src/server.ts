@@ -20,6 +20,7 @@ export interface Admission {
 
 /** Seconds a client refused with 503 (draining, rebalancing, full) is told to wait (Retry-After). */
 export const RETRY_AFTER_SECONDS = 1;
+const RETRY_LATER = { 'Retry-After': String(RETRY_AFTER_SECONDS) } as const;
 
 export interface PublicServer {
   readonly http: Server;
@@ -78,9 +79,7 @@ export function createPublicServer(
       return reject(socket, 'path', 404, `no WebSocket endpoint here; connect to ${config.wsPath}`);
     }
     if (!admission.accepting) {
-      return reject(socket, 'draining', 503, 'this replica is shutting down; retry', {
-        'Retry-After': String(RETRY_AFTER_SECONDS),
-      });
+      return reject(socket, 'draining', 503, 'this replica is shutting down; retry', RETRY_LATER);
     }
     const origin = req.headers.origin;
     // Browsers always send Origin; clients without one are not browsers, so
@@ -89,16 +88,12 @@ export function createPublicServer(
       return reject(socket, 'origin', 403, `origin ${origin} is not allowed`);
     }
     if (admission.rebalancing) {
-      return reject(socket, 'rebalancing', 503, 'this replica holds more than its share of connections; retry on another', {
-        'Retry-After': String(RETRY_AFTER_SECONDS),
-      });
+      return reject(socket, 'rebalancing', 503, 'this replica holds more than its share of connections; retry on another', RETRY_LATER);
     }
     if (connections.size >= config.maxConnections) {
       if (!full) log.warn({ maxConnections: config.maxConnections }, 'connection limit reached, refusing upgrades with 503');
       full = true;
-      return reject(socket, 'max_connections', 503, 'connection limit reached; retry on another replica', {
-        'Retry-After': String(RETRY_AFTER_SECONDS),
-      });
+      return reject(socket, 'max_connections', 503, 'connection limit reached; retry on another replica', RETRY_LATER);
     }
     if (full) {
       log.info({ connections: connections.size }, 'below the connection limit again');
