@@ -5,6 +5,7 @@
 import type { EchoSocket } from './connections.js';
 import type { ClusterIntegration } from './kube.js';
 import type { Service } from './service.js';
+import { randomSample } from './sample.js';
 
 /** serving → draining (closing sockets over the window) → closing (waiting for handshakes) → exited. */
 export const DRAIN_STATES = ['serving', 'draining', 'closing', 'exited'] as const;
@@ -95,8 +96,8 @@ export class DrainController {
     this.#lastProgressLog = this.#startedAt;
     this.#windowMs = config.drainWindowSeconds * 1000;
     this.#deadline = this.#startedAt + this.#windowMs + config.drainCloseTimeoutSeconds * 1000;
-    // Random order, so that no group of clients (say, the oldest) always moves first.
-    this.#queue = shuffle(connections.snapshot(), this.#random);
+    const sockets = connections.snapshot();
+    this.#queue = randomSample(sockets, sockets.length, this.#random);
     counters.drainConnections = this.#queue.length;
     this.#log.info(
       { signal, connections: this.#queue.length, windowSeconds: config.drainWindowSeconds, closeTimeoutSeconds: config.drainCloseTimeoutSeconds },
@@ -181,13 +182,4 @@ export class DrainController {
     this.#resolveFinished(summary);
     this.#exit(0);
   }
-}
-
-/** Fisher–Yates, in place. */
-function shuffle<T>(items: T[], random: () => number): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [items[i], items[j]] = [items[j]!, items[i]!];
-  }
-  return items;
 }

@@ -7,10 +7,10 @@
 // Ingress retries them on another pod (with cookie affinity,
 // session-cookie-change-on-failure moves the client's cookie along).
 import type { RebalanceConfig } from './config.js';
-import type { EchoSocket } from './connections.js';
 import type { ClusterIntegration } from './kube.js';
 import type { Logger } from './logger.js';
 import type { RebalanceSource } from './metrics.js';
+import { randomSample } from './sample.js';
 import type { Service } from './service.js';
 
 /** RFC 6455 §7.4.1 / IANA registry: 1013 "Try Again Later". */
@@ -171,21 +171,10 @@ export class Rebalancer {
     const open = this.#service.connections.snapshot().filter((ws) => ws.readyState === ws.OPEN);
     // Never below the share, whatever happened since the budget was set.
     const n = Math.min(count, open.length - share);
-    for (const ws of pick(open, n, this.#random)) {
+    for (const ws of randomSample(open, n, this.#random)) {
       ws.close(TRY_AGAIN_LATER, 'rebalancing: reconnect');
       this.#service.counters.rebalanceShed++;
       this.#shedThisEpisode++;
     }
   }
-}
-
-/** `n` distinct random elements (a partial Fisher–Yates shuffle). */
-function pick(items: EchoSocket[], n: number, random: () => number): EchoSocket[] {
-  const chosen: EchoSocket[] = [];
-  for (let i = 0; i < n && i < items.length; i++) {
-    const j = i + Math.floor(random() * (items.length - i));
-    [items[i], items[j]] = [items[j]!, items[i]!];
-    chosen.push(items[i]!);
-  }
-  return chosen;
 }
