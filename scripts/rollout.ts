@@ -100,7 +100,12 @@ const report = await runScenario({
   scaleTo: number('scale-to', values['scale-to'] ?? String(mode === 'scale-up' ? replicas * 2 : replicas - 1), 1),
   rebalance: !rebalancing
     ? undefined
-    : { intervalSeconds: number('rebalance-interval', values['rebalance-interval'], 0.1), rate: number('rebalance-rate', values['rebalance-rate'], 0.001), tolerance: 0.2, cooldownSeconds: 30 },
+    : {
+        intervalSeconds: number('rebalance-interval', values['rebalance-interval'], 0.1),
+        rate: number('rebalance-rate', values['rebalance-rate'], 0.001),
+        tolerance: 0.2,
+        cooldownSeconds: 30,
+      },
   prometheus: !values['no-prometheus'],
   progress: process.stdout.isTTY === true,
   dir: join(out, 'work'),
@@ -116,7 +121,9 @@ console.log(
 for (const failure of report.failures) console.log(`  - ${failure}`);
 if (report.imbalance) {
   const settled = report.imbalance.secondsToBelow1_25;
-  console.log(`imbalance (max / mean) at the end ${report.imbalance.final.toFixed(2)}; under 1.25 ${settled === undefined ? 'never' : `${settled.toFixed(1)} s after the scale-up`}`);
+  console.log(
+    `imbalance (max / mean) at the end ${report.imbalance.final.toFixed(2)}; under 1.25 ${settled === undefined ? 'never' : `${settled.toFixed(1)} s after the scale-up`}`,
+  );
 }
 console.log(`report: ${files.markdown} (${files.json}, ${files.svg})`);
 process.exit(report.passed || mode === 'naive' ? 0 : 1);

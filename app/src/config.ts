@@ -158,10 +158,17 @@ export function loadConfig(env: Env = process.env): Config {
   const allowedOrigins: string[] = [];
   const originsValue = raw('ALLOWED_ORIGINS');
   if (originsValue !== undefined && originsValue !== '*') {
-    for (const entry of originsValue.split(',').map((s) => s.trim()).filter(Boolean)) {
+    for (const entry of originsValue
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)) {
       const origin = canonicalOrigin(entry);
       if (origin === undefined) {
-        fail('ALLOWED_ORIGINS', originsValue, `"${entry}" is not an origin; use "*" or a comma-separated list like https://app.example.com,http://localhost:3000`);
+        fail(
+          'ALLOWED_ORIGINS',
+          originsValue,
+          `"${entry}" is not an origin; use "*" or a comma-separated list like https://app.example.com,http://localhost:3000`,
+        );
         break;
       }
       allowedOrigins.push(origin);

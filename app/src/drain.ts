@@ -104,10 +104,7 @@ export class DrainController {
       'drain started',
     );
     // Not awaited: an API server that is slow must not slow the drain.
-    void this.#cluster.podEvent(
-      'DrainStarted',
-      `closing ${this.#queue.length} WebSocket connections with 1012 over ${config.drainWindowSeconds}s (${signal})`,
-    );
+    void this.#cluster.podEvent('DrainStarted', `closing ${this.#queue.length} WebSocket connections with 1012 over ${config.drainWindowSeconds}s (${signal})`);
     this.#timer = setInterval(() => this.#tick(), TICK_MS).unref();
     this.#tick();
   }

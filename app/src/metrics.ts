@@ -116,38 +116,163 @@ export function createRegistry(counters: Counters, sources: MetricSources, maxCo
       },
     });
   };
-  const single = (value: () => number): Read => () => [[{}, value()]];
-  const by = (label: string, values: () => Record<string, number>): Read => () => Object.entries(values()).map(([key, value]) => [{ [label]: key }, value] as const);
-  const oneOf = <T extends string>(label: string, all: readonly T[], current: () => T): Read => by(label, () => Object.fromEntries(all.map((v) => [v, v === current() ? 1 : 0])));
+  const single =
+    (value: () => number): Read =>
+    () => [[{}, value()]];
+  const by =
+    (label: string, values: () => Record<string, number>): Read =>
+    () =>
+      Object.entries(values()).map(([key, value]) => [{ [label]: key }, value] as const);
+  const oneOf = <T extends string>(label: string, all: readonly T[], current: () => T): Read =>
+    by(label, () => Object.fromEntries(all.map((v) => [v, v === current() ? 1 : 0])));
 
-  gauge('websocket_connections_active', 'Open WebSocket connections on this process (the autoscaling signal)', [], single(() => counters.connectionsActive));
-  gauge('websocket_connections_max', 'MAX_CONNECTIONS: upgrades past this get HTTP 503', [], single(() => maxConnections));
-  counter('websocket_upgrades_accepted_total', 'WebSocket upgrades answered with 101', [], single(() => counters.upgradesAccepted));
-  counter('websocket_upgrades_rejected_total', 'WebSocket upgrades refused, by reason', ['reason'], by('reason', () => counters.upgradesRejected));
-  counter('websocket_messages_total', 'WebSocket data messages, by direction (in: received, out: echoed)', ['direction'], by('direction', () => ({ in: counters.messagesIn, out: counters.messagesOut })));
-  counter('websocket_bytes_total', 'WebSocket payload bytes, by direction', ['direction'], by('direction', () => ({ in: counters.bytesIn, out: counters.bytesOut })));
-  counter('websocket_closes_total', 'Closed WebSocket connections, by close code (1006: no close frame)', ['code'], by('code', () => Object.fromEntries(counters.closes)));
-  counter('websocket_protocol_errors_total', 'Connections closed by the server for a protocol error (1009, 1007, 1002)', ['reason'], by('reason', () => counters.protocolErrors));
-  counter('websocket_http_errors_total', 'Malformed or too slow HTTP requests refused before routing', ['reason'], by('reason', () => counters.httpErrors));
-  counter('websocket_heartbeat_terminations_total', 'Connections terminated because the peer missed a pong', [], single(() => counters.heartbeatTerminations));
-  counter('websocket_backpressure_pauses_total', 'Times reading from a client was paused because it did not read its echoes', [], single(() => counters.backpressurePauses));
-  gauge('websocket_backpressure_paused_connections', 'Connections whose reading is paused by backpressure now', [], single(() => sources.pausedConnections()));
-  gauge('websocket_buffered_bytes', 'Bytes queued for clients that have not read them yet, summed over connections', [], single(() => sources.bufferedBytes()));
-  counter('websocket_accept_errors_total', 'Errors accepting TCP connections (e.g. EMFILE: out of file descriptors)', [], single(() => counters.acceptErrors));
-  gauge('websocket_drain_state', 'Drain state machine: 1 for the current state (serving, draining, closing, exited)', ['state'], oneOf('state', DRAIN_STATES, () => counters.drainState));
-  gauge('websocket_drain_connections', 'Connections open when the drain began', [], single(() => counters.drainConnections));
-  counter('websocket_drain_close_frames_sent_total', 'Close frames with 1012 (service restart) sent by the drain', [], single(() => counters.drainCloseFramesSent));
-  counter('websocket_drain_connections_closed_total', 'Connections closed by the drain: graceful (close handshake done) or terminated (deadline passed)', ['how'], by('how', () => ({ graceful: counters.drainClosedGracefully, terminated: counters.drainTerminated })));
-  gauge('websocket_rebalance_source', "1 for where the rebalancer's fair share comes from: fleet (mean of the Deployment's pods), target (REBALANCE_TARGET_CONNECTIONS), none", ['source'], oneOf('source', REBALANCE_SOURCES, () => counters.rebalanceSource));
-  gauge('websocket_rebalance_share', 'Fair share of connections for this pod (0 when unknown)', [], single(() => counters.rebalanceShare));
-  gauge('websocket_rebalance_excess', 'Connections above the fair share (0 when at or below it, or when the share is unknown)', [], single(() => (counters.rebalanceShare > 0 ? Math.max(0, counters.connectionsActive - counters.rebalanceShare) : 0)));
-  gauge('websocket_rebalance_shedding', '1 while this pod sheds connections and refuses upgrades to move load to emptier pods', [], single(() => (counters.rebalanceShedding ? 1 : 0)));
-  counter('websocket_rebalance_shed_total', 'Connections closed (1013) to move them to emptier pods', [], single(() => counters.rebalanceShed));
-  counter('websocket_kubernetes_api_requests_total', 'Kubernetes API requests (events, pod-deletion-cost patches, fleet lists) by result', ['call', 'result'], () =>
-    [...counters.kubeApi].map(([key, value]) => {
-      const [call = '', result = ''] = key.split(' ');
-      return [{ call, result }, value] as const;
-    }),
+  gauge(
+    'websocket_connections_active',
+    'Open WebSocket connections on this process (the autoscaling signal)',
+    [],
+    single(() => counters.connectionsActive),
+  );
+  gauge(
+    'websocket_connections_max',
+    'MAX_CONNECTIONS: upgrades past this get HTTP 503',
+    [],
+    single(() => maxConnections),
+  );
+  counter(
+    'websocket_upgrades_accepted_total',
+    'WebSocket upgrades answered with 101',
+    [],
+    single(() => counters.upgradesAccepted),
+  );
+  counter(
+    'websocket_upgrades_rejected_total',
+    'WebSocket upgrades refused, by reason',
+    ['reason'],
+    by('reason', () => counters.upgradesRejected),
+  );
+  counter(
+    'websocket_messages_total',
+    'WebSocket data messages, by direction (in: received, out: echoed)',
+    ['direction'],
+    by('direction', () => ({ in: counters.messagesIn, out: counters.messagesOut })),
+  );
+  counter(
+    'websocket_bytes_total',
+    'WebSocket payload bytes, by direction',
+    ['direction'],
+    by('direction', () => ({ in: counters.bytesIn, out: counters.bytesOut })),
+  );
+  counter(
+    'websocket_closes_total',
+    'Closed WebSocket connections, by close code (1006: no close frame)',
+    ['code'],
+    by('code', () => Object.fromEntries(counters.closes)),
+  );
+  counter(
+    'websocket_protocol_errors_total',
+    'Connections closed by the server for a protocol error (1009, 1007, 1002)',
+    ['reason'],
+    by('reason', () => counters.protocolErrors),
+  );
+  counter(
+    'websocket_http_errors_total',
+    'Malformed or too slow HTTP requests refused before routing',
+    ['reason'],
+    by('reason', () => counters.httpErrors),
+  );
+  counter(
+    'websocket_heartbeat_terminations_total',
+    'Connections terminated because the peer missed a pong',
+    [],
+    single(() => counters.heartbeatTerminations),
+  );
+  counter(
+    'websocket_backpressure_pauses_total',
+    'Times reading from a client was paused because it did not read its echoes',
+    [],
+    single(() => counters.backpressurePauses),
+  );
+  gauge(
+    'websocket_backpressure_paused_connections',
+    'Connections whose reading is paused by backpressure now',
+    [],
+    single(() => sources.pausedConnections()),
+  );
+  gauge(
+    'websocket_buffered_bytes',
+    'Bytes queued for clients that have not read them yet, summed over connections',
+    [],
+    single(() => sources.bufferedBytes()),
+  );
+  counter(
+    'websocket_accept_errors_total',
+    'Errors accepting TCP connections (e.g. EMFILE: out of file descriptors)',
+    [],
+    single(() => counters.acceptErrors),
+  );
+  gauge(
+    'websocket_drain_state',
+    'Drain state machine: 1 for the current state (serving, draining, closing, exited)',
+    ['state'],
+    oneOf('state', DRAIN_STATES, () => counters.drainState),
+  );
+  gauge(
+    'websocket_drain_connections',
+    'Connections open when the drain began',
+    [],
+    single(() => counters.drainConnections),
+  );
+  counter(
+    'websocket_drain_close_frames_sent_total',
+    'Close frames with 1012 (service restart) sent by the drain',
+    [],
+    single(() => counters.drainCloseFramesSent),
+  );
+  counter(
+    'websocket_drain_connections_closed_total',
+    'Connections closed by the drain: graceful (close handshake done) or terminated (deadline passed)',
+    ['how'],
+    by('how', () => ({ graceful: counters.drainClosedGracefully, terminated: counters.drainTerminated })),
+  );
+  gauge(
+    'websocket_rebalance_source',
+    "1 for where the rebalancer's fair share comes from: fleet (mean of the Deployment's pods), target (REBALANCE_TARGET_CONNECTIONS), none",
+    ['source'],
+    oneOf('source', REBALANCE_SOURCES, () => counters.rebalanceSource),
+  );
+  gauge(
+    'websocket_rebalance_share',
+    'Fair share of connections for this pod (0 when unknown)',
+    [],
+    single(() => counters.rebalanceShare),
+  );
+  gauge(
+    'websocket_rebalance_excess',
+    'Connections above the fair share (0 when at or below it, or when the share is unknown)',
+    [],
+    single(() => (counters.rebalanceShare > 0 ? Math.max(0, counters.connectionsActive - counters.rebalanceShare) : 0)),
+  );
+  gauge(
+    'websocket_rebalance_shedding',
+    '1 while this pod sheds connections and refuses upgrades to move load to emptier pods',
+    [],
+    single(() => (counters.rebalanceShedding ? 1 : 0)),
+  );
+  counter(
+    'websocket_rebalance_shed_total',
+    'Connections closed (1013) to move them to emptier pods',
+    [],
+    single(() => counters.rebalanceShed),
+  );
+  counter(
+    'websocket_kubernetes_api_requests_total',
+    'Kubernetes API requests (events, pod-deletion-cost patches, fleet lists) by result',
+    ['call', 'result'],
+    () =>
+      [...counters.kubeApi].map(([key, value]) => {
+        const [call = '', result = ''] = key.split(' ');
+        return [{ call, result }, value] as const;
+      }),
   );
   return registry;
 }

@@ -92,7 +92,10 @@ export class Rebalancer {
       counters.rebalanceSource = source;
       counters.rebalanceShare = share;
       if (source !== this.#lastSource) {
-        this.#log.info({ source, share }, source === 'none' ? 'rebalancing idle: no fleet view and no REBALANCE_TARGET_CONNECTIONS' : `fair share from ${source}`);
+        this.#log.info(
+          { source, share },
+          source === 'none' ? 'rebalancing idle: no fleet view and no REBALANCE_TARGET_CONNECTIONS' : `fair share from ${source}`,
+        );
         this.#lastSource = source;
       }
       const own = this.#service.connections.size;

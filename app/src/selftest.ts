@@ -19,7 +19,9 @@ const opened = new Promise<string | undefined>((resolve) => client.once('open', 
 client.start();
 const servedBy = await Promise.race([opened, new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeoutMs).unref())]);
 if (servedBy === 'timeout') {
-  process.stderr.write(`selftest: could not open ${url} within ${timeoutMs / 1000}s (failed upgrades: ${JSON.stringify(client.stats.failedUpgradeStatuses)})\n`);
+  process.stderr.write(
+    `selftest: could not open ${url} within ${timeoutMs / 1000}s (failed upgrades: ${JSON.stringify(client.stats.failedUpgradeStatuses)})\n`,
+  );
   process.exit(1);
 }
 for (let i = 0; i < count; i++) client.send();

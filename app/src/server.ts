@@ -31,13 +31,7 @@ export interface PublicServer {
  * Creates (does not start) the public HTTP server with its upgrade handling.
  * Accepted sockets are handed to `connections`.
  */
-export function createPublicServer(
-  config: Config,
-  connections: ConnectionRegistry,
-  admission: Admission,
-  counters: Counters,
-  logger: Logger,
-): PublicServer {
+export function createPublicServer(config: Config, connections: ConnectionRegistry, admission: Admission, counters: Counters, logger: Logger): PublicServer {
   const log = logger.child({ module: 'server' });
   const allowedOrigins = new Set(config.allowedOrigins);
   const servedBy = `X-Served-By: ${config.podName.replace(/[^\x21-\x7e]/g, '_')}`;
@@ -126,7 +120,8 @@ export function createPublicServer(
         .end(page);
     } else if (path === config.wsPath) {
       // RFC 7231 §6.5.15: tell a plain HTTP client which protocol to use.
-      res.writeHead(426, { upgrade: 'websocket', connection: 'Upgrade', 'content-type': 'text/plain' })
+      res
+        .writeHead(426, { upgrade: 'websocket', connection: 'Upgrade', 'content-type': 'text/plain' })
         .end(`this is a WebSocket endpoint; connect with ws://<host>${config.wsPath}\n`);
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');

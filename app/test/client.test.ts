@@ -68,9 +68,10 @@ describe('EchoClient', () => {
         if (text.startsWith('b 1 ')) {
           ws.send(text);
           ws.send(text); // duplicate
-        }
-        else if (text.startsWith('b 2 ')) ws.send(text.replace('b 2', 'b 2x')); // altered
-        else if (text.startsWith('b 3 ')) held.push(data); // held back, sent after 4
+        } else if (text.startsWith('b 2 '))
+          ws.send(text.replace('b 2', 'b 2x')); // altered
+        else if (text.startsWith('b 3 '))
+          held.push(data); // held back, sent after 4
         else {
           ws.send(text);
           for (const h of held.splice(0)) ws.send(h.toString());

@@ -17,7 +17,11 @@ describe('drain on SIGTERM', () => {
   it(`closes ${CLIENTS} clients with 1012 spread over the window, refuses new ones, exits 0 in time, and the clients lose nothing on a second instance`, async () => {
     const windowSeconds = 3;
     const closeTimeoutSeconds = 1;
-    const draining = await spawnService({ DRAIN_WINDOW_SECONDS: String(windowSeconds), DRAIN_CLOSE_TIMEOUT_SECONDS: String(closeTimeoutSeconds), POD_NAME: 'old' });
+    const draining = await spawnService({
+      DRAIN_WINDOW_SECONDS: String(windowSeconds),
+      DRAIN_CLOSE_TIMEOUT_SECONDS: String(closeTimeoutSeconds),
+      POD_NAME: 'old',
+    });
     const other = await spawnService({ POD_NAME: 'new' });
     // The first URL is the draining instance; after its 1012 each client moves to the next one.
     const clients = Array.from(
@@ -116,7 +120,10 @@ describe('drain on SIGTERM', () => {
 
   it('closes everything at once on a second signal', async () => {
     const service = await spawnService({ DRAIN_WINDOW_SECONDS: '60', DRAIN_CLOSE_TIMEOUT_SECONDS: '10' });
-    const clients = Array.from({ length: 50 }, (_, i) => new EchoClient({ urls: [wsUrl(service.port)], id: `f${i}`, maxBackoffMs: 60_000, initialBackoffMs: 60_000 }));
+    const clients = Array.from(
+      { length: 50 },
+      (_, i) => new EchoClient({ urls: [wsUrl(service.port)], id: `f${i}`, maxBackoffMs: 60_000, initialBackoffMs: 60_000 }),
+    );
     await Promise.all(clients.map((c) => once(c.start(), 'open')));
     service.child.kill('SIGTERM');
     await sleep(500);
@@ -186,5 +193,9 @@ async function stopChild(service: ChildService): Promise<void> {
 
 /** Prints measured figures into the test output (they are not pass/fail). */
 function report(what: string, figures: Record<string, number>): void {
-  console.log(`# ${what}: ${Object.entries(figures).map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(3)}`).join(' ')}`);
+  console.log(
+    `# ${what}: ${Object.entries(figures)
+      .map(([k, v]) => `${k}=${Number.isInteger(v) ? v : v.toFixed(3)}`)
+      .join(' ')}`,
+  );
 }

@@ -16,18 +16,7 @@ import { before, describe, it } from 'node:test';
 import { WebSocket, type RawData } from 'ws';
 import { parseAllDocuments, YAMLMap, YAMLSeq, type Document } from 'yaml';
 import { closed, connect, httpGet, scrape, waitFor, wsUrl } from './helpers.js';
-import {
-  ensureImage,
-  helmTemplate,
-  inspect,
-  podman,
-  podmanUnavailable,
-  publishedPort,
-  removeContainer,
-  top,
-  uniqueName,
-  waitFor200,
-} from './image/podman.js';
+import { ensureImage, helmTemplate, inspect, podman, podmanUnavailable, publishedPort, removeContainer, top, uniqueName, waitFor200 } from './image/podman.js';
 import { freePort } from '../../scripts/cluster/nginx.js';
 
 const USER = '10001';
@@ -49,8 +38,22 @@ describe('container image (podman)', { skip }, () => {
     const name = uniqueName('ws-echo-run');
     try {
       // --read-only-tmpfs=false: no writable /tmp, /run either, as with Kubernetes' readOnlyRootFilesystem.
-      await podman(['create', '--name', name, '--read-only', '--read-only-tmpfs=false', '--cap-drop', 'ALL',
-        '-p', '127.0.0.1::8000', '-p', '127.0.0.1::9100', '-e', `POD_NAME=${name}`, image]);
+      await podman([
+        'create',
+        '--name',
+        name,
+        '--read-only',
+        '--read-only-tmpfs=false',
+        '--cap-drop',
+        'ALL',
+        '-p',
+        '127.0.0.1::8000',
+        '-p',
+        '127.0.0.1::9100',
+        '-e',
+        `POD_NAME=${name}`,
+        image,
+      ]);
       const startedAt = performance.now();
       await podman(['start', name]);
       const podmanStartMs = performance.now() - startedAt;
@@ -64,9 +67,10 @@ describe('container image (podman)', { skip }, () => {
       assert.equal(state.HostConfig.ReadonlyRootfs, true);
       // PID 1 of the container is node itself, as uid 10001, with no capability left.
       const processes = await top(name);
-      assert.deepEqual(processes.map((p) => [p.pid, p.user, p.capeff, p.capbnd, p.args]), [
-        ['1', USER, 'none', 'none', 'node --enable-source-maps dist/app/src/main.js'],
-      ]);
+      assert.deepEqual(
+        processes.map((p) => [p.pid, p.user, p.capeff, p.capbnd, p.args]),
+        [['1', USER, 'none', 'none', 'node --enable-source-maps dist/app/src/main.js']],
+      );
       // Nothing in the container is writable, and the service does not need it to be.
       const write = await podman(['exec', name, 'node', '-e', "require('fs').writeFileSync('/tmp/probe', 'x')"]).then(
         () => 'written',
@@ -118,9 +122,25 @@ describe('container image (podman)', { skip }, () => {
     const graceSeconds = 15;
     const clients: WebSocket[] = [];
     try {
-      await podman(['run', '--detach', '--name', name, '--read-only', '--read-only-tmpfs=false', '--cap-drop', 'ALL',
-        '-p', '127.0.0.1::8000', '-p', '127.0.0.1::9100',
-        '-e', `DRAIN_WINDOW_SECONDS=${windowSeconds}`, '-e', `DRAIN_CLOSE_TIMEOUT_SECONDS=${closeTimeoutSeconds}`, image]);
+      await podman([
+        'run',
+        '--detach',
+        '--name',
+        name,
+        '--read-only',
+        '--read-only-tmpfs=false',
+        '--cap-drop',
+        'ALL',
+        '-p',
+        '127.0.0.1::8000',
+        '-p',
+        '127.0.0.1::9100',
+        '-e',
+        `DRAIN_WINDOW_SECONDS=${windowSeconds}`,
+        '-e',
+        `DRAIN_CLOSE_TIMEOUT_SECONDS=${closeTimeoutSeconds}`,
+        image,
+      ]);
       const port = await publishedPort(name, 8000);
       const metricsPort = await publishedPort(name, 9100);
       await waitFor200(port, '/readyz', 30_000, () => containerLogs(name));
@@ -146,7 +166,9 @@ describe('container image (podman)', { skip }, () => {
       const drained = JSON.parse(summary) as { closeFramesSent: number; terminated: number };
       assert.equal(drained.closeFramesSent, clientsCount);
       assert.equal(drained.terminated, 0);
-      console.log(`# image drain: clients=${clientsCount} window=${windowSeconds}s closeTimeout=${closeTimeoutSeconds}s grace=${graceSeconds}s stopSeconds=${stopSeconds.toFixed(2)} exitCode=${state.State.ExitCode}`);
+      console.log(
+        `# image drain: clients=${clientsCount} window=${windowSeconds}s closeTimeout=${closeTimeoutSeconds}s grace=${graceSeconds}s stopSeconds=${stopSeconds.toFixed(2)} exitCode=${state.State.ExitCode}`,
+      );
     } finally {
       for (const ws of clients) ws.terminate();
       await removeContainer(name);
@@ -161,9 +183,22 @@ describe('container image (podman)', { skip }, () => {
       const release = uniqueName('img');
       const colon = image.lastIndexOf(':');
       const [repository, tag] = colon > image.lastIndexOf('/') ? [image.slice(0, colon), image.slice(colon + 1)] : [image, 'latest'];
-      const rendered = await helmTemplate([release, 'chart', '--namespace', 'default',
-        '--set', `image.repository=${repository}`, '--set', `image.tag=${tag}`, '--set', 'replicaCount=1',
-        '--set', 'drain.windowSeconds=1', '--set', 'drain.closeTimeoutSeconds=1']);
+      const rendered = await helmTemplate([
+        release,
+        'chart',
+        '--namespace',
+        'default',
+        '--set',
+        `image.repository=${repository}`,
+        '--set',
+        `image.tag=${tag}`,
+        '--set',
+        'replicaCount=1',
+        '--set',
+        'drain.windowSeconds=1',
+        '--set',
+        'drain.closeTimeoutSeconds=1',
+      ]);
       const wsPort = await freePort();
       const metricsPort = await freePort();
       const { yaml, grace, container } = forPodman(rendered, { ws: wsPort, metrics: metricsPort });

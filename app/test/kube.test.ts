@@ -167,7 +167,10 @@ describe('kubernetes integration (against a local fake API server)', () => {
       assert.equal(warnings.length, 2, 'one warning per kind of failure: patch forbidden, event forbidden');
       const patchWarning = warnings.find((w) => w.call === 'patch');
       assert.equal(patchWarning?.status, 403);
-      assert.match(String(patchWarning?.hint), /may not patch pods in namespace apps: grant a Role rule apiGroups \[""\] resources \["pods"\] verbs \["patch"\]/);
+      assert.match(
+        String(patchWarning?.hint),
+        /may not patch pods in namespace apps: grant a Role rule apiGroups \[""\] resources \["pods"\] verbs \["patch"\]/,
+      );
       assert.match(String(warnings.find((w) => w.call === 'event')?.hint), /resources \["events"\] verbs \["create"\]/);
       assert.equal(service.counters.kubeApi.get('patch forbidden'), failedPatches);
       assert.equal(service.counters.kubeApi.get('event forbidden'), 2);
@@ -186,7 +189,10 @@ describe('kubernetes integration (against a local fake API server)', () => {
       const seconds = await drainWithClients(service, cluster, 1);
       assert.ok(seconds <= 0.5 + 1 + 1, `drain took ${seconds}s`);
       await sleep(400); // the start event times out after 300 ms
-      assert.ok(lines.some((l) => l.level === 'warn' && l.result === 'timeout'), 'the timeout is logged');
+      assert.ok(
+        lines.some((l) => l.level === 'warn' && l.result === 'timeout'),
+        'the timeout is logged',
+      );
     } finally {
       api.behaviour = 'ok';
     }
@@ -245,11 +251,32 @@ describe('kubernetes integration: detection', () => {
     const root = mkdtempSync(join(tmpdir(), 'ws-echo-sa-'));
     const saDir = join(root, SERVICE_ACCOUNT_DIR);
     mkdirSync(saDir, { recursive: true });
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=kubernetes',
-      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(root, 'key.pem'), '-out', join(saDir, 'ca.crt')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=kubernetes',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(root, 'key.pem'),
+        '-out',
+        join(saDir, 'ca.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
     writeFileSync(join(saDir, 'token'), 'mounted-token');
     writeFileSync(join(saDir, 'namespace'), 'from-file');
-    const api = new FakeApiServer(createTlsServer({ key: readFileSync(join(root, 'key.pem')), cert: readFileSync(join(saDir, 'ca.crt')) }) as unknown as Server);
+    const api = new FakeApiServer(
+      createTlsServer({ key: readFileSync(join(root, 'key.pem')), cert: readFileSync(join(saDir, 'ca.crt')) }) as unknown as Server,
+    );
     const port = await api.listen();
     const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
     // client-node's loadFromCluster() reads these two from the environment itself.

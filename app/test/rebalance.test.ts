@@ -36,7 +36,13 @@ async function clientsOn(n: number, first: Service, then: Service): Promise<Echo
   return clients;
 }
 
-const TARGET_ENV = { REBALANCE_TARGET_CONNECTIONS: '10', REBALANCE_TOLERANCE: '0.2', REBALANCE_RATE: '0.5', REBALANCE_INTERVAL_SECONDS: '0.2', REBALANCE_COOLDOWN_SECONDS: '1' };
+const TARGET_ENV = {
+  REBALANCE_TARGET_CONNECTIONS: '10',
+  REBALANCE_TOLERANCE: '0.2',
+  REBALANCE_RATE: '0.5',
+  REBALANCE_INTERVAL_SECONDS: '0.2',
+  REBALANCE_COOLDOWN_SECONDS: '1',
+};
 
 describe('rebalancing with a configured target', () => {
   it('sheds down to the share with 1013 at the configured rate, refuses upgrades meanwhile, and loses nothing', async () => {
@@ -72,8 +78,14 @@ describe('rebalancing with a configured target', () => {
     }
     const lost = (await Promise.all(clients.map((c) => c.stop(3000)))).reduce((a, b) => a + b, 0);
     assert.equal(lost, 0);
-    assert.equal(clients.reduce((n, c) => n + (c.stats.closeCodes[1013] ?? 0), 0), 20);
-    assert.equal(clients.reduce((n, c) => n + c.stats.abnormalCloses + c.stats.failedUpgrades, 0), 0);
+    assert.equal(
+      clients.reduce((n, c) => n + (c.stats.closeCodes[1013] ?? 0), 0),
+      20,
+    );
+    assert.equal(
+      clients.reduce((n, c) => n + c.stats.abnormalCloses + c.stats.failedUpgrades, 0),
+      0,
+    );
   });
 
   it('does nothing within the tolerance, and waits out the cooldown before shedding again', async () => {

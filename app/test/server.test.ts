@@ -91,7 +91,10 @@ describe('public HTTP endpoints', () => {
   });
 
   it('refuses a handshake with a missing Sec-WebSocket-Key with 400 and keeps serving', async () => {
-    const reply = await rawRequest(service.port, 'GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    const reply = await rawRequest(
+      service.port,
+      'GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
     assert.match(reply, /^HTTP\/1\.1 400 /);
     assert.match(reply, /Sec-WebSocket-Key/);
     assert.equal(await scrape(service.metricsPort, 'websocket_upgrades_rejected_total', { reason: 'invalid_handshake' }), 1);

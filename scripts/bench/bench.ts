@@ -90,7 +90,13 @@ export interface BenchResult {
   readonly throughput: { connections: number; size: number; depth: number; servers: Record<ServerName, ThroughputFigures>; cpuRatio: number }[];
   readonly scaling: { connections: number; servers: Record<ServerName, ThroughputFigures>; cpuRatio: number }[];
   readonly memory: { connections: number; bytesPerConnection: Record<ServerName, number>; ratio: number }[];
-  readonly upgrades: { connections: number; perSecond: Record<ServerName, number>; ratio: number; cpuMicrosPerUpgrade: Record<ServerName, number>; cpuRatio: number };
+  readonly upgrades: {
+    connections: number;
+    perSecond: Record<ServerName, number>;
+    ratio: number;
+    cpuMicrosPerUpgrade: Record<ServerName, number>;
+    cpuRatio: number;
+  };
   readonly drain: { connections: number; seconds: number };
 }
 
@@ -155,7 +161,10 @@ async function measureThroughput(name: ServerName, connections: number, size: nu
   try {
     let ticksAtStart = 0;
     // As deployed, Prometheus scrapes: every second here, a harsher schedule than the usual 15–30 s.
-    const scrape = (): Promise<unknown> => fetch(`http://127.0.0.1:${server.metricsPort}/metrics`).then((r) => r.text()).catch(() => undefined);
+    const scrape = (): Promise<unknown> =>
+      fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)
+        .then((r) => r.text())
+        .catch(() => undefined);
     const scraper = server.metricsPort === undefined ? undefined : setInterval(() => void scrape(), 1000);
     const result = (await ask(
       client,
@@ -286,7 +295,10 @@ export async function runBench(options: BenchOptions, log: (line: string) => voi
     for (const name of ['baseline', 'ws-echo'] as const) upgradeRuns[name].push(await measureUpgrades(name, options.upgradeConnections));
   }
   const perSecond = { 'ws-echo': median(upgradeRuns['ws-echo'].map((u) => u.perSecond)), baseline: median(upgradeRuns.baseline.map((u) => u.perSecond)) };
-  const cpuMicrosPerUpgrade = { 'ws-echo': median(upgradeRuns['ws-echo'].map((u) => u.cpuMicros)), baseline: median(upgradeRuns.baseline.map((u) => u.cpuMicros)) };
+  const cpuMicrosPerUpgrade = {
+    'ws-echo': median(upgradeRuns['ws-echo'].map((u) => u.cpuMicros)),
+    baseline: median(upgradeRuns.baseline.map((u) => u.cpuMicros)),
+  };
   log(`upgrades: ${Math.round(perSecond['ws-echo'])} vs ${Math.round(perSecond.baseline)} per second`);
   const drainSeconds = await measureDrain(options.drainConnections);
   log(`drain of ${options.drainConnections}: ${drainSeconds.toFixed(2)} s`);
@@ -331,11 +343,17 @@ export function benchMarkdown(result: BenchResult, command: string): string {
     '',
     '| connections (64 B, depth 1) | ws-echo CPU/msg | baseline CPU/msg | CPU ratio | ws-echo msg/s | baseline msg/s |',
     '|---|---|---|---|---|---|',
-    ...result.scaling.map((s) => `| ${s.connections} | ${fmt(s.servers['ws-echo'].cpuMicrosPerMessage, 2)} µs | ${fmt(s.servers.baseline.cpuMicrosPerMessage, 2)} µs | ${fmt(s.cpuRatio, 2)}× | ${fmt(s.servers['ws-echo'].messagesPerSecond, 0)} | ${fmt(s.servers.baseline.messagesPerSecond, 0)} |`),
+    ...result.scaling.map(
+      (s) =>
+        `| ${s.connections} | ${fmt(s.servers['ws-echo'].cpuMicrosPerMessage, 2)} µs | ${fmt(s.servers.baseline.cpuMicrosPerMessage, 2)} µs | ${fmt(s.cpuRatio, 2)}× | ${fmt(s.servers['ws-echo'].messagesPerSecond, 0)} | ${fmt(s.servers.baseline.messagesPerSecond, 0)} |`,
+    ),
     '',
     '| idle connections | ws-echo bytes/connection (RSS) | baseline bytes/connection | ratio |',
     '|---|---|---|---|',
-    ...result.memory.map((r) => `| ${r.connections.toLocaleString('en-US')} | ${fmt(r.bytesPerConnection['ws-echo'], 0)} | ${fmt(r.bytesPerConnection.baseline, 0)} | ${fmt(r.ratio, 2)}× |`),
+    ...result.memory.map(
+      (r) =>
+        `| ${r.connections.toLocaleString('en-US')} | ${fmt(r.bytesPerConnection['ws-echo'], 0)} | ${fmt(r.bytesPerConnection.baseline, 0)} | ${fmt(r.ratio, 2)}× |`,
+    ),
     '',
     `Upgrades: ${result.upgrades.connections.toLocaleString('en-US')} connections opened 100 at a time from 8 loopback addresses: ws-echo ${fmt(result.upgrades.perSecond['ws-echo'], 0)}/s, baseline ${fmt(result.upgrades.perSecond.baseline, 0)}/s (**${fmt(result.upgrades.ratio, 2)}×**); server CPU per upgrade ${fmt(result.upgrades.cpuMicrosPerUpgrade['ws-echo'], 0)} µs vs ${fmt(result.upgrades.cpuMicrosPerUpgrade.baseline, 0)} µs (${fmt(result.upgrades.cpuRatio, 2)}×).`,
     '',

@@ -160,8 +160,14 @@ export class LocalCluster {
    * pod-deletion-cost at once, as the replicas themselves reported it.
    */
   async scaleDown(replicas: number): Promise<string[]> {
-    const counts = this.#serving.map((r) => ({ replica: r, cost: Number(this.api.annotations(this.options.namespace, r.name)?.[DELETION_COST_ANNOTATION] ?? 0) }));
-    const victims = counts.sort((a, b) => a.cost - b.cost).slice(0, Math.max(0, this.#serving.length - replicas)).map((c) => c.replica);
+    const counts = this.#serving.map((r) => ({
+      replica: r,
+      cost: Number(this.api.annotations(this.options.namespace, r.name)?.[DELETION_COST_ANNOTATION] ?? 0),
+    }));
+    const victims = counts
+      .sort((a, b) => a.cost - b.cost)
+      .slice(0, Math.max(0, this.#serving.length - replicas))
+      .map((c) => c.replica);
     await Promise.all(victims.map((victim) => this.#retire(victim)));
     return victims.map((v) => v.name);
   }
@@ -188,7 +194,11 @@ export class LocalCluster {
     this.api.removePod(this.options.namespace, victim.name);
     const replacement = this.#createReplica();
     await sleep(1000); // endpoint propagation after the pod is gone
-    await this.#setServing(this.#serving.filter((r) => r !== victim), victim, 'removed');
+    await this.#setServing(
+      this.#serving.filter((r) => r !== victim),
+      victim,
+      'removed',
+    );
     const fresh = await replacement;
     await this.#waitReady(fresh);
     await this.#setServing([...this.#serving, fresh], fresh, 'added');
@@ -208,7 +218,11 @@ export class LocalCluster {
   // Remove from the Service, preStop sleep, SIGTERM, wait for the exit.
   async #retire(replica: Replica): Promise<void> {
     this.api.markTerminating(this.options.namespace, replica.name);
-    await this.#setServing(this.#serving.filter((r) => r !== replica), replica, 'removed');
+    await this.#setServing(
+      this.#serving.filter((r) => r !== replica),
+      replica,
+      'removed',
+    );
     if (!this.options.naive) await sleep(this.options.drain.preStopSeconds * 1000);
     replica.terminate();
     this.#event('sigterm', replica);
@@ -238,7 +252,9 @@ export class LocalCluster {
         ...(rebalance
           ? {
               REBALANCE: 'on',
-              REBALANCE_POD_SELECTOR: Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(','),
+              REBALANCE_POD_SELECTOR: Object.entries(labels)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(','),
               REBALANCE_INTERVAL_SECONDS: String(rebalance.intervalSeconds),
               REBALANCE_RATE: String(rebalance.rate),
               REBALANCE_TOLERANCE: String(rebalance.tolerance),

@@ -142,14 +142,30 @@ current-context: fake
     const resource = events ? 'events' : 'pods';
     if (this.behaviour === 'forbidden') {
       const verb = { POST: 'create', PATCH: 'patch', GET: podList ? 'list' : 'get' }[req.method ?? ''] ?? 'get';
-      return status(res, 403, 'Forbidden', `${resource} is forbidden: User "system:serviceaccount:apps:ws-echo" cannot ${verb} resource "${resource}" in API group "" in the namespace "${(events ?? podList ?? pod)?.[1] ?? ''}"`);
+      return status(
+        res,
+        403,
+        'Forbidden',
+        `${resource} is forbidden: User "system:serviceaccount:apps:ws-echo" cannot ${verb} resource "${resource}" in API group "" in the namespace "${(events ?? podList ?? pod)?.[1] ?? ''}"`,
+      );
     }
     if (this.behaviour === 'unauthorized') return status(res, 401, 'Unauthorized', 'Unauthorized');
     if (this.behaviour === 'server_error') return status(res, 500, 'InternalError', 'Internal error occurred: etcdserver: request timed out');
-    if (this.behaviour === 'unprocessable') return status(res, 422, 'Invalid', `${resource === 'events' ? 'Event' : 'Pod'}.core "x" is invalid: metadata.namespace: Invalid value`);
+    if (this.behaviour === 'unprocessable')
+      return status(res, 422, 'Invalid', `${resource === 'events' ? 'Event' : 'Pod'}.core "x" is invalid: metadata.namespace: Invalid value`);
     if (events && req.method === 'POST') {
       const event = JSON.parse(text) as { metadata: { generateName: string } };
-      const created = { kind: 'Event', apiVersion: 'v1', ...event, metadata: { ...event.metadata, name: `${event.metadata.generateName}${(this.#resourceVersion++).toString(16)}`, uid: `e-${this.#resourceVersion}`, resourceVersion: String(this.#resourceVersion) } };
+      const created = {
+        kind: 'Event',
+        apiVersion: 'v1',
+        ...event,
+        metadata: {
+          ...event.metadata,
+          name: `${event.metadata.generateName}${(this.#resourceVersion++).toString(16)}`,
+          uid: `e-${this.#resourceVersion}`,
+          resourceVersion: String(this.#resourceVersion),
+        },
+      };
       return json(res, 201, created);
     }
     if (podList && req.method === 'GET') {
@@ -161,7 +177,12 @@ current-context: fake
     }
     if (pod && req.method === 'PATCH') {
       if (req.headers['content-type'] !== 'application/merge-patch+json') {
-        return status(res, 415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml');
+        return status(
+          res,
+          415,
+          'UnsupportedMediaType',
+          'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
+        );
       }
       const stored = this.#pods.get(`${pod[1]}/${pod[2]}`);
       if (!stored) return status(res, 404, 'NotFound', `pods "${pod[2]}" not found`);

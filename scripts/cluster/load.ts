@@ -43,7 +43,10 @@ export class Load {
   #credit = 0;
 
   constructor(readonly options: LoadOptions) {
-    this.clients = Array.from({ length: options.clients }, (_, i) => new EchoClient({ urls: [options.url], id: `c${i}`, paddingBytes: options.paddingBytes ?? 32 }));
+    this.clients = Array.from(
+      { length: options.clients },
+      (_, i) => new EchoClient({ urls: [options.url], id: `c${i}`, paddingBytes: options.paddingBytes ?? 32 }),
+    );
   }
 
   /** Opens every client (a few per tick) and resolves when all are connected. */

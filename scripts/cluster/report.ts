@@ -12,7 +12,14 @@ export interface PromqlCheck {
   /** When in the run it was evaluated. */
   readonly when: string;
   readonly adapter: { readonly query: string; readonly perPod: Record<string, number>; readonly live: Record<string, number>; readonly ok: boolean };
-  readonly keda: { readonly query: string; readonly value: number; readonly live: number; readonly threshold: number; readonly desiredReplicas: number; readonly ok: boolean };
+  readonly keda: {
+    readonly query: string;
+    readonly value: number;
+    readonly live: number;
+    readonly threshold: number;
+    readonly desiredReplicas: number;
+    readonly ok: boolean;
+  };
 }
 
 export interface RunReport {
@@ -51,23 +58,33 @@ export function summary(report: RunReport, plot: string): string {
     ['messages sent', String(t.sent)],
     ['echoed', String(t.echoed)],
     ['**lost**', `**${t.lost}**`],
-    ['resent after a cut (lost without the client\'s resend)', String(t.resent)],
+    ["resent after a cut (lost without the client's resend)", String(t.resent)],
     ['duplicated', String(t.duplicated)],
     ['corrupted / out of order', `${t.corrupted} / ${t.outOfOrder}`],
     ['**abnormal closes** (1006)', `**${t.abnormalCloses}**`],
     ['**failed upgrades** seen by clients', `**${t.failedUpgrades}**`],
-    ['close codes seen', Object.entries(t.closeCodes).map(([code, n]) => `${code}×${n}`).join(', ') || 'none'],
+    [
+      'close codes seen',
+      Object.entries(t.closeCodes)
+        .map(([code, n]) => `${code}×${n}`)
+        .join(', ') || 'none',
+    ],
     ['reconnects', String(t.reconnects)],
     ['reconnect gap p50 / p99 / max', `${ms(t.reconnectGapMs.p50)} / ${ms(t.reconnectGapMs.p99)} / ${ms(t.reconnectGapMs.max)}`],
     ['replicas before → after', `${report.replicas.initial.length} → ${report.replicas.final.length}${report.replicas.allReplaced ? ' (all replaced)' : ''}`],
   ];
   if (report.imbalance) {
     rows.push(['imbalance (max / mean) at the end', report.imbalance.final.toFixed(2)]);
-    rows.push(['time from scale-up to imbalance < 1.25 for good', report.imbalance.secondsToBelow1_25 === undefined ? 'never' : `${report.imbalance.secondsToBelow1_25.toFixed(1)} s`]);
+    rows.push([
+      'time from scale-up to imbalance < 1.25 for good',
+      report.imbalance.secondsToBelow1_25 === undefined ? 'never' : `${report.imbalance.secondsToBelow1_25.toFixed(1)} s`,
+    ]);
   }
   const promql = report.promql.map(
     (p) =>
-      `- ${p.when}: prometheus-adapter \`${p.adapter.query}\` → ${Object.entries(p.adapter.perPod).map(([pod, v]) => `${shortName(pod)}=${v}`).join(', ')} ` +
+      `- ${p.when}: prometheus-adapter \`${p.adapter.query}\` → ${Object.entries(p.adapter.perPod)
+        .map(([pod, v]) => `${shortName(pod)}=${v}`)
+        .join(', ')} ` +
       `(live ${Object.values(p.adapter.live).join('/')}, ${p.adapter.ok ? 'match' : 'MISMATCH'}); ` +
       `KEDA \`${p.keda.query}\` → ${p.keda.value} (live ${p.keda.live}, ${p.keda.ok ? 'match' : 'MISMATCH'}; threshold ${p.keda.threshold} → ${p.keda.desiredReplicas} replica(s))`,
   );
@@ -108,7 +125,12 @@ export async function connectionsPlot(report: RunReport): Promise<string> {
         mark: { type: 'rule', strokeDash: [4, 3] },
         encoding: {
           x: seconds,
-          color: { field: 'kind', type: 'nominal', scale: { domain: ['added', 'sigterm', 'sigkill'], range: ['#9ab', '#d62728', '#000'] }, legend: { title: 'event' } },
+          color: {
+            field: 'kind',
+            type: 'nominal',
+            scale: { domain: ['added', 'sigterm', 'sigkill'], range: ['#9ab', '#d62728', '#000'] },
+            legend: { title: 'event' },
+          },
         },
       },
       {
@@ -132,17 +154,26 @@ export async function connectionsPlot(report: RunReport): Promise<string> {
         mark: { type: 'line', color: '#444' },
         encoding: { x: seconds, y: { field: 'ratio', type: 'quantitative', title: 'max / mean', scale: { domainMin: 1 } } },
       },
-      { data: { values: [{ goal: 1.25 }] }, mark: { type: 'rule', color: '#2ca02c', strokeDash: [2, 2] }, encoding: { y: { field: 'goal', type: 'quantitative' } } },
+      {
+        data: { values: [{ goal: 1.25 }] },
+        mark: { type: 'rule', color: '#2ca02c', strokeDash: [2, 2] },
+        encoding: { y: { field: 'goal', type: 'quantitative' } },
+      },
     ],
   };
   const t = report.totals;
   const head = {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: { text: `Connections per replica: ${report.mode}`, subtitle: `${t.clients} clients, lost ${t.lost}, abnormal closes ${t.abnormalCloses}, failed upgrades ${t.failedUpgrades}` },
+    title: {
+      text: `Connections per replica: ${report.mode}`,
+      subtitle: `${t.clients} clients, lost ${t.lost}, abnormal closes ${t.abnormalCloses}, failed upgrades ${t.failedUpgrades}`,
+    },
     config: { background: 'white' },
   };
   // Object literals above widen their string literals; the shapes are Vega-Lite's, checked by compile().
-  const spec = (imbalance ? { ...head, vconcat: [connections, imbalance], resolve: { scale: { x: 'shared' } } } : { ...head, ...connections }) as vegaLite.TopLevelSpec;
+  const spec = (
+    imbalance ? { ...head, vconcat: [connections, imbalance], resolve: { scale: { x: 'shared' } } } : { ...head, ...connections }
+  ) as vegaLite.TopLevelSpec;
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();

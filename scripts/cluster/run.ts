@@ -201,14 +201,22 @@ async function evaluatePromql(cluster: LocalCluster, when: string): Promise<Prom
 
 function progressBar(options: RunOptions, cluster: LocalCluster, load: Load, phase: () => string, since: number): cliProgress.SingleBar {
   const bar = new cliProgress.SingleBar(
-    { format: '{bar} {elapsed}s/{durationSec}s {phase} | sent {sent} echoed {echoed} waiting {waiting} | {replicas}', hideCursor: true, clearOnComplete: false },
+    {
+      format: '{bar} {elapsed}s/{durationSec}s {phase} | sent {sent} echoed {echoed} waiting {waiting} | {replicas}',
+      hideCursor: true,
+      clearOnComplete: false,
+    },
     cliProgress.Presets.shades_classic,
   );
   bar.start(options.durationSeconds, 0, { phase: phase(), sent: 0, echoed: 0, waiting: 0, replicas: '', durationSec: options.durationSeconds });
   const timer = setInterval(() => {
     const totals = load.totals();
     const last = cluster.samples.at(-1);
-    const replicas = last ? Object.entries(last.connections).map(([name, n]) => `${name.split('-').at(-1)}:${n}`).join(' ') : '';
+    const replicas = last
+      ? Object.entries(last.connections)
+          .map(([name, n]) => `${name.split('-').at(-1)}:${n}`)
+          .join(' ')
+      : '';
     const elapsed = Math.round((Date.now() - since) / 1000);
     bar.setTotal(Math.max(options.durationSeconds, elapsed));
     bar.update(elapsed, { phase: phase(), sent: totals.sent, echoed: totals.echoed, waiting: totals.lost, replicas });

@@ -23,6 +23,11 @@ describe('npm run bench (quick configuration)', () => {
     positive('drain seconds', result.drain.seconds);
     const table = benchMarkdown(result, 'npm run bench -- --quick');
     assert.match(table, /\| 5 × 64 B, 16 \|/);
-    console.log(table.split('\n').map((line) => `# ${line}`).join('\n'));
+    console.log(
+      table
+        .split('\n')
+        .map((line) => `# ${line}`)
+        .join('\n'),
+    );
   });
 });

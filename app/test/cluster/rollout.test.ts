@@ -62,7 +62,10 @@ describe('local cluster behind real nginx', () => {
     for (const check of report.promql) {
       assert.ok(check.adapter.ok, `adapter ${check.when}: ${JSON.stringify(check.adapter)}`);
       assert.equal(check.keda.value, 200, `KEDA ${check.when}`);
-      assert.equal(Object.values(check.adapter.perPod).reduce((a, b) => a + b, 0), 200);
+      assert.equal(
+        Object.values(check.adapter.perPod).reduce((a, b) => a + b, 0),
+        200,
+      );
     }
   });
 
@@ -90,7 +93,9 @@ describe('local cluster behind real nginx', () => {
     const settings = { replicas: 2, scaleTo: 4, durationSeconds: 16 } as const;
     const balanced = await run('scale-up', { ...settings, rebalance: { intervalSeconds: 1, rate: 0.2, tolerance: 0.2, cooldownSeconds: 10 } });
     const stuck = await run('scale-up', settings);
-    console.log(`# scale-up: ${figures(balanced)} imbalance=${balanced.imbalance!.final.toFixed(2)} below1.25After=${balanced.imbalance!.secondsToBelow1_25}s; without rebalancing imbalance=${stuck.imbalance!.final.toFixed(2)}`);
+    console.log(
+      `# scale-up: ${figures(balanced)} imbalance=${balanced.imbalance!.final.toFixed(2)} below1.25After=${balanced.imbalance!.secondsToBelow1_25}s; without rebalancing imbalance=${stuck.imbalance!.final.toFixed(2)}`,
+    );
     assert.deepEqual(balanced.failures, []);
     assert.equal(balanced.replicas.final.length, 4);
     assert.ok(balanced.imbalance!.final < 1.25, `imbalance at the end ${balanced.imbalance!.final}`);
@@ -121,7 +126,15 @@ describe('local cluster behind real nginx', () => {
         async onReady(url) {
           browser = await chromium.launch({
             executablePath: CHROMIUM,
-            args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+            args: [
+              '--no-sandbox',
+              '--disable-gpu',
+              '--disable-quic',
+              '--no-first-run',
+              '--disable-background-networking',
+              '--disable-component-update',
+              '--disable-sync',
+            ],
           });
           page = await browser.newPage();
           await page.goto(url);
@@ -134,8 +147,17 @@ describe('local cluster behind real nginx', () => {
         async beforeFinish() {
           await page!.waitForFunction(() => (globalThis as unknown as PageGlobal).document.getElementById('state')?.textContent === 'open');
           await sleep(1000); // a few more echoes on the last replica
-          const shown = { replica: await read('replica'), sent: Number(await read('sent')), echoed: Number(await read('echoed')), lost: Number(await read('lost')), reconnects: Number(await read('reconnects')), pending: Number(await read('pending')) };
-          console.log(`# browser: first=${firstReplica} last=${shown.replica} sent=${shown.sent} echoed=${shown.echoed} lost=${shown.lost} reconnects=${shown.reconnects}`);
+          const shown = {
+            replica: await read('replica'),
+            sent: Number(await read('sent')),
+            echoed: Number(await read('echoed')),
+            lost: Number(await read('lost')),
+            reconnects: Number(await read('reconnects')),
+            pending: Number(await read('pending')),
+          };
+          console.log(
+            `# browser: first=${firstReplica} last=${shown.replica} sent=${shown.sent} echoed=${shown.echoed} lost=${shown.lost} reconnects=${shown.reconnects}`,
+          );
           assert.equal(shown.lost, 0, 'the page shows zero lost');
           assert.ok(shown.reconnects >= 1, 'the page reconnected after its replica was replaced');
           assert.notEqual(shown.replica, firstReplica, 'the page now talks to a new replica');

@@ -108,7 +108,10 @@ describe('nginx in front', () => {
     const directCuts = direct.reduce((n, c) => n + c.stats.abnormalCloses, 0);
     assert.equal(directLost, 0, 'the direct clients lost nothing');
     assert.equal(directEchoed, directSent);
-    assert.ok(direct.every((c) => c.stats.abnormalCloses >= 1), 'the kills cut the direct clients');
+    assert.ok(
+      direct.every((c) => c.stats.abnormalCloses >= 1),
+      'the kills cut the direct clients',
+    );
     figures.add({
       case: `replica restart loop: one of two replicas SIGKILLed and restarted on the same port ${KILLS} times (down 0.3 s, then up until ready + 0.6 s); 100 clients through nginx at 4 msg/s and 2 clients straight to that replica`,
       inputs: KILLS,
@@ -144,11 +147,13 @@ describe('out of file descriptors', () => {
         const alive = service.child.exitCode === null;
         const counted = await scrape(service.metricsPort, 'websocket_accept_errors_total');
         // Recovery: close 50, and 50 new clients get in.
-        await Promise.all(opened.splice(0, 50).map(async (ws) => {
-          const closed = once(ws, 'close');
-          ws.close();
-          await closed;
-        }));
+        await Promise.all(
+          opened.splice(0, 50).map(async (ws) => {
+            const closed = once(ws, 'close');
+            ws.close();
+            await closed;
+          }),
+        );
         await sleep(200);
         const again = await Promise.all(Array.from({ length: 50 }, () => connect(service.port).catch((err: unknown) => err as Error)));
         const reopened = again.filter((r) => !(r instanceof Error)) as WebSocket[];
@@ -204,7 +209,14 @@ describe('Kubernetes API faults during a drain', () => {
           const exit = await service.exited;
           const codes: Record<string, number> = {};
           for (const c of clients) for (const [code, n] of Object.entries(c.stats.closeCodes)) codes[code] = (codes[code] ?? 0) + n;
-          return { fault, seconds: (exit.at - signalledAt) / 1000, code: exit.code, codes, requests: api.requests.length, warnings: service.logs.filter((l) => l.level === 'warn').length };
+          return {
+            fault,
+            seconds: (exit.at - signalledAt) / 1000,
+            code: exit.code,
+            codes,
+            requests: api.requests.length,
+            warnings: service.logs.filter((l) => l.level === 'warn').length,
+          };
         } finally {
           await Promise.all(clients.map((c) => c.stop(0)));
           await stopChild(service);

@@ -67,22 +67,54 @@ describe('hostile frames after the upgrade', () => {
       { name: 'ping of 126 bytes', input: mask(OP.ping, Buffer.alloc(126)), code: 1002 },
       { name: 'pong of 200 bytes', input: mask(OP.pong, Buffer.alloc(200)), code: 1002 },
       { name: 'close of 126 bytes', input: mask(OP.close, Buffer.concat([closePayload(1000), Buffer.alloc(124, 0x61)])), code: 1002 },
-      { name: 'ping of 125 bytes (the limit) is answered', input: Buffer.concat([mask(OP.ping, Buffer.alloc(125, 7)), mask(OP.close, closePayload(1000))]), code: 1000 },
+      {
+        name: 'ping of 125 bytes (the limit) is answered',
+        input: Buffer.concat([mask(OP.ping, Buffer.alloc(125, 7)), mask(OP.close, closePayload(1000))]),
+        code: 1000,
+      },
       { name: 'one message of MAX_PAYLOAD_BYTES + 1', input: mask(OP.binary, Buffer.alloc(MAX_PAYLOAD + 1)), code: 1009 },
-      { name: 'fragments adding up past MAX_PAYLOAD_BYTES', input: Buffer.concat([mask(OP.binary, half, { fin: false }), mask(OP.continuation, half, { fin: false }), mask(OP.continuation, 'x')]), code: 1009 },
-      { name: 'fragments adding up to exactly MAX_PAYLOAD_BYTES are echoed', input: Buffer.concat([mask(OP.binary, half, { fin: false }), mask(OP.continuation, half), mask(OP.close, closePayload(1000))]), code: 1000 },
+      {
+        name: 'fragments adding up past MAX_PAYLOAD_BYTES',
+        input: Buffer.concat([mask(OP.binary, half, { fin: false }), mask(OP.continuation, half, { fin: false }), mask(OP.continuation, 'x')]),
+        code: 1009,
+      },
+      {
+        name: 'fragments adding up to exactly MAX_PAYLOAD_BYTES are echoed',
+        input: Buffer.concat([mask(OP.binary, half, { fin: false }), mask(OP.continuation, half), mask(OP.close, closePayload(1000))]),
+        code: 1000,
+      },
       { name: '64-bit length with the top bit set', input: encodeFrame({ opcode: OP.binary, declaredLength: 1n << 63n, lengthBits: 64 }), code: 1009 },
-      { name: '64-bit length of 2^53 (past what ws represents)', input: encodeFrame({ opcode: OP.binary, declaredLength: 1n << 53n, lengthBits: 64 }), code: 1009 },
+      {
+        name: '64-bit length of 2^53 (past what ws represents)',
+        input: encodeFrame({ opcode: OP.binary, declaredLength: 1n << 53n, lengthBits: 64 }),
+        code: 1009,
+      },
       ...INVALID_UTF8.map((bytes) => ({
         name: `text with invalid UTF-8 ${Buffer.from(bytes).toString('hex')}`,
         input: mask(OP.text, Buffer.concat([Buffer.from('ok '), Buffer.from(bytes)])),
         code: 1007,
       })),
-      { name: 'invalid UTF-8 split across two fragments', input: Buffer.concat([mask(OP.text, Buffer.from([0x61, 0xed]), { fin: false }), mask(OP.continuation, Buffer.from([0xa0, 0x80]))]), code: 1007 },
-      { name: 'a character split across fragments is valid', input: Buffer.concat([mask(OP.text, Buffer.from([0xe2]), { fin: false }), mask(OP.continuation, Buffer.from([0x82, 0xac])), mask(OP.close, closePayload(1000))]), code: 1000 },
+      {
+        name: 'invalid UTF-8 split across two fragments',
+        input: Buffer.concat([mask(OP.text, Buffer.from([0x61, 0xed]), { fin: false }), mask(OP.continuation, Buffer.from([0xa0, 0x80]))]),
+        code: 1007,
+      },
+      {
+        name: 'a character split across fragments is valid',
+        input: Buffer.concat([
+          mask(OP.text, Buffer.from([0xe2]), { fin: false }),
+          mask(OP.continuation, Buffer.from([0x82, 0xac])),
+          mask(OP.close, closePayload(1000)),
+        ]),
+        code: 1000,
+      },
       { name: 'close reason with invalid UTF-8', input: mask(OP.close, closePayload(1000, Buffer.from([0x62, 0x79, 0xc0, 0xaf]))), code: 1007 },
       { name: 'close frame of 1 byte', input: mask(OP.close, Buffer.from([0x03])), code: 1002 },
-      ...[0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000].map((c) => ({ name: `close code ${c} (reserved or unassigned)`, input: mask(OP.close, closePayload(c)), code: 1002 })),
+      ...[0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000].map((c) => ({
+        name: `close code ${c} (reserved or unassigned)`,
+        input: mask(OP.close, closePayload(c)),
+        code: 1002,
+      })),
       ...[1000, 1001, 3000, 4999].map((c) => ({ name: `close code ${c} is echoed`, input: mask(OP.close, closePayload(c, 'bye')), code: c })),
       { name: 'empty close is answered with an empty close', input: mask(OP.close, ''), code: 1005 },
     ];
@@ -95,18 +127,34 @@ describe('hostile frames after the upgrade', () => {
         const result = await runCase(c.input, i % 2 === 0);
         const code = result.prediction.closeCode;
         seen[String(code)] = (seen[String(code)] ?? 0) + 1;
-        details.push([c.name, `${result.prediction.outcome === 'error' ? 'closed with' : 'close handshake'} ${code}${result.prediction.echoes ? `, ${result.prediction.echoes} echoed first` : ''}${result.prediction.pongs ? `, ${result.prediction.pongs} pong first` : ''}${result.ok ? '' : ' (MISMATCH)'}`]);
+        details.push([
+          c.name,
+          `${result.prediction.outcome === 'error' ? 'closed with' : 'close handshake'} ${code}${result.prediction.echoes ? `, ${result.prediction.echoes} echoed first` : ''}${result.prediction.pongs ? `, ${result.prediction.pongs} pong first` : ''}${result.ok ? '' : ' (MISMATCH)'}`,
+        ]);
         if (code !== c.code) problems.push(`${c.name}: the oracle predicts ${code}, the test expects ${c.code}`);
-        if (!result.ok) problems.push(`${c.name}: expected ${result.prediction.output.toString('hex')}, got ${result.status} ${result.received.toString('hex')}`);
+        if (!result.ok)
+          problems.push(`${c.name}: expected ${result.prediction.output.toString('hex')}, got ${result.status} ${result.received.toString('hex')}`);
       }
     });
     assert.deepEqual(problems, []);
     assertContained(run, 'named violations');
     const errorsAfter = await protocolErrors();
     for (const [code, reason] of Object.entries(REASON_OF_CODE)) {
-      assert.equal(errorsAfter[reason]! - errorsBefore[reason]!, cases.filter((c) => c.code === Number(code)).length, `websocket_protocol_errors_total{reason="${reason}"} counts every ${code}`);
+      assert.equal(
+        errorsAfter[reason]! - errorsBefore[reason]!,
+        cases.filter((c) => c.code === Number(code)).length,
+        `websocket_protocol_errors_total{reason="${reason}"} counts every ${code}`,
+      );
     }
-    figures.add({ case: 'named RFC 6455 violations: unmasked frames, reserved opcodes, RSV bits, control frames over 125 bytes or fragmented, fragments past MAX_PAYLOAD_BYTES, lengths past 2^53, invalid UTF-8 in text and close reasons, reserved close codes (plus the legal edge cases next to each)', inputs: cases.length, offender: `close ${tally(seen)}`, others: othersSaw(run.others), memory: run.memory, lost: run.others.lost, details });
+    figures.add({
+      case: 'named RFC 6455 violations: unmasked frames, reserved opcodes, RSV bits, control frames over 125 bytes or fragmented, fragments past MAX_PAYLOAD_BYTES, lengths past 2^53, invalid UTF-8 in text and close reasons, reserved close codes (plus the legal edge cases next to each)',
+      inputs: cases.length,
+      offender: `close ${tally(seen)}`,
+      others: othersSaw(run.others),
+      memory: run.memory,
+      lost: run.others.lost,
+      details,
+    });
   });
 
   it('refuses a frame that declares more than MAX_PAYLOAD_BYTES with 1009 from its header alone', async () => {
@@ -129,21 +177,28 @@ describe('hostile frames after the upgrade', () => {
     let bytes = 0;
     let echoes = 0;
     const run = await watched(service, () =>
-      pool(Array.from({ length: CASES }, (_, i) => i), 24, async (i) => {
-        const { kind, bytes: input } = inputs[i]!;
-        bytes += input.length;
-        const result = await runCase(input, pipelined[i]!);
-        const answer = result.prediction.outcome === 'open' ? 'no close frame' : `${result.prediction.outcome === 'error' ? 'error' : 'echoed'} ${result.prediction.closeCode}`;
-        byCode[answer] = (byCode[answer] ?? 0) + 1;
-        const family = kind.replace(/, (bit flipped|truncated)$/, '');
-        byKind[family] = (byKind[family] ?? 0) + 1;
-        echoes += result.prediction.echoes;
-        if (!result.ok && failures.length < 5) {
-          failures.push(
-            `case ${i} (${kind}, ${pipelined[i] ? 'pipelined' : 'after the 101'}), seed ${SEED}:\n  input    ${input.toString('hex').slice(0, 400)}\n  expected ${result.prediction.output.toString('hex').slice(0, 400)}\n  got      ${result.status} ${result.received.toString('hex').slice(0, 400)}`,
-          );
-        }
-      }),
+      pool(
+        Array.from({ length: CASES }, (_, i) => i),
+        24,
+        async (i) => {
+          const { kind, bytes: input } = inputs[i]!;
+          bytes += input.length;
+          const result = await runCase(input, pipelined[i]!);
+          const answer =
+            result.prediction.outcome === 'open'
+              ? 'no close frame'
+              : `${result.prediction.outcome === 'error' ? 'error' : 'echoed'} ${result.prediction.closeCode}`;
+          byCode[answer] = (byCode[answer] ?? 0) + 1;
+          const family = kind.replace(/, (bit flipped|truncated)$/, '');
+          byKind[family] = (byKind[family] ?? 0) + 1;
+          echoes += result.prediction.echoes;
+          if (!result.ok && failures.length < 5) {
+            failures.push(
+              `case ${i} (${kind}, ${pipelined[i] ? 'pipelined' : 'after the 101'}), seed ${SEED}:\n  input    ${input.toString('hex').slice(0, 400)}\n  expected ${result.prediction.output.toString('hex').slice(0, 400)}\n  got      ${result.status} ${result.received.toString('hex').slice(0, 400)}`,
+            );
+          }
+        },
+      ),
     );
     const seconds = (Date.now() - started) / 1000;
     assert.deepEqual(failures, [], `reproduce with RELIABILITY_SEED=${SEED}`);
@@ -225,14 +280,21 @@ describe('hostile frames after the upgrade', () => {
           const chunk = burst(500);
           while (!closed && sent < 1_000_000) {
             sent += 500;
-            if (!socket.write(chunk)) await new Promise((resolve) => { socket.once('drain', resolve); socket.once('close', resolve); });
+            if (!socket.write(chunk))
+              await new Promise((resolve) => {
+                socket.once('drain', resolve);
+                socket.once('close', resolve);
+              });
           }
           return { sent, closed, pongs: Math.floor(received / pong.length) };
         }),
       );
       return outcomes;
     });
-    assert.ok(flood.result.every((o) => o.closed), 'every flooder was cut');
+    assert.ok(
+      flood.result.every((o) => o.closed),
+      'every flooder was cut',
+    );
     assertContained(flood, 'ping flood');
     await waitFor('the server to count every cut as 1006', async () => (await closes1006()) - before1006 === FLOODERS * ROUNDS);
     const sent = flood.result.map((o) => o.sent);

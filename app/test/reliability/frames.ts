@@ -329,7 +329,15 @@ function frameOfKind(kind: FrameKind, rng: Prng, maxPayload: number, maskKey: ()
     case 'huge length': {
       // A header that declares far more than MAX_PAYLOAD_BYTES (or 2^63), with a little payload behind it.
       const declaredLength = rng.pick([BigInt(maxPayload + 1), 65535n, 1n << 32n, 1n << 53n, (1n << 63n) + 5n, (1n << 64n) - 1n]);
-      return [encodeFrame({ opcode: rng.pick([OP.text, OP.binary]), declaredLength, lengthBits: declaredLength < 65536n ? 16 : 64, payload: rng.bytes(rng.int(0, 16)), maskKey: maskKey() })];
+      return [
+        encodeFrame({
+          opcode: rng.pick([OP.text, OP.binary]),
+          declaredLength,
+          lengthBits: declaredLength < 65536n ? 16 : 64,
+          payload: rng.bytes(rng.int(0, 16)),
+          maskKey: maskKey(),
+        }),
+      ];
     }
     case 'control over 125': {
       const length = rng.int(126, 300);
@@ -353,7 +361,13 @@ function frameOfKind(kind: FrameKind, rng: Prng, maxPayload: number, maskKey: ()
       return [encodeFrame({ opcode: OP.close, payload: isUtf8(payload.subarray(2)) ? payload : closePayload(code), maskKey: maskKey() })];
     }
     case 'close bad code':
-      return [encodeFrame({ opcode: OP.close, payload: closePayload(rng.pick([0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535]), 'bye'), maskKey: maskKey() })];
+      return [
+        encodeFrame({
+          opcode: OP.close,
+          payload: closePayload(rng.pick([0, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535]), 'bye'),
+          maskKey: maskKey(),
+        }),
+      ];
     case 'close bad reason':
       return [encodeFrame({ opcode: OP.close, payload: closePayload(1000, invalidText(rng).subarray(0, 123)), maskKey: maskKey() })];
     case 'close 1 byte':

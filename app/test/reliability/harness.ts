@@ -50,7 +50,10 @@ export class Prng {
 
   /** A float in [0, 1). */
   next(): number {
-    const a = this.#a, b = this.#b, c = this.#c, d = this.#d;
+    const a = this.#a,
+      b = this.#b,
+      c = this.#c,
+      d = this.#d;
     const t = (((a + b) | 0) + d) | 0;
     this.#d = (d + 1) | 0;
     this.#a = b ^ (b >>> 9);
@@ -151,7 +154,10 @@ export class MemorySampler {
   #peakBytes: number;
   readonly #timer: NodeJS.Timeout;
 
-  constructor(readonly pid: number, intervalMs = 20) {
+  constructor(
+    readonly pid: number,
+    intervalMs = 20,
+  ) {
     this.startBytes = rssOrZero(pid);
     this.#peakBytes = this.startBytes;
     this.#timer = setInterval(() => this.sample(), intervalMs).unref();
@@ -314,12 +320,17 @@ export class Figures {
 
   add(row: CaseFigures): void {
     this.rows.push(row);
-    console.log(`# ${row.case}: inputs=${row.inputs} offender=[${row.offender}] others=[${row.others}] rss=${row.memory ? `${row.memory.startMiB}→${row.memory.peakMiB}` : '-'}MiB lost=${row.lost}${row.notes ? ` (${row.notes})` : ''}`);
+    console.log(
+      `# ${row.case}: inputs=${row.inputs} offender=[${row.offender}] others=[${row.others}] rss=${row.memory ? `${row.memory.startMiB}→${row.memory.peakMiB}` : '-'}MiB lost=${row.lost}${row.notes ? ` (${row.notes})` : ''}`,
+    );
   }
 
   write(): void {
     mkdirSync(figuresDir, { recursive: true });
-    writeFileSync(join(figuresDir, `${this.suite}.json`), `${JSON.stringify({ suite: this.suite, seed: SEED, at: new Date().toISOString(), rows: this.rows }, null, 2)}\n`);
+    writeFileSync(
+      join(figuresDir, `${this.suite}.json`),
+      `${JSON.stringify({ suite: this.suite, seed: SEED, at: new Date().toISOString(), rows: this.rows }, null, 2)}\n`,
+    );
   }
 }
 

@@ -48,7 +48,10 @@ describe('half-open connections', () => {
     });
     proxy.close();
     assert.ok(run.result.seconds <= 2 * INTERVAL + 2, `terminated ${run.result.seconds} s after they went silent (interval ${INTERVAL} s)`);
-    assert.ok(run.result.codes.every((code) => code === 1006), 'a terminated peer gets no close frame');
+    assert.ok(
+      run.result.codes.every((code) => code === 1006),
+      'a terminated peer gets no close frame',
+    );
     assertContained(run, 'half-open');
     // The bystanders answered every ping: nobody else was terminated.
     assert.equal((await terminations()) - before, 3 * EACH);
@@ -69,7 +72,12 @@ describe('clients that flood without reading', () => {
   const MESSAGE = 64 * 1024;
   let service: ChildService;
   before(async () => {
-    service = await spawnService({ BACKPRESSURE_BYTES: String(BACKPRESSURE), MAX_PAYLOAD_BYTES: String(MESSAGE), HEARTBEAT_INTERVAL_SECONDS: '0', POD_NAME: 'slow-readers' });
+    service = await spawnService({
+      BACKPRESSURE_BYTES: String(BACKPRESSURE),
+      MAX_PAYLOAD_BYTES: String(MESSAGE),
+      HEARTBEAT_INTERVAL_SECONDS: '0',
+      POD_NAME: 'slow-readers',
+    });
   });
   after(() => stopChild(service));
 
@@ -85,10 +93,16 @@ describe('clients that flood without reading', () => {
       const echoed = readers.map(() => 0);
       readers.forEach((ws, i) => ws.on('message', () => echoed[i]!++));
       const sampler = setInterval(() => {
-        void Promise.all([scrape(service.metricsPort, 'websocket_buffered_bytes'), scrape(service.metricsPort, 'websocket_backpressure_paused_connections')]).then(([b, p]) => {
-          peakBuffered = Math.max(peakBuffered, b);
-          peakPaused = Math.max(peakPaused, p);
-        }, () => {});
+        void Promise.all([
+          scrape(service.metricsPort, 'websocket_buffered_bytes'),
+          scrape(service.metricsPort, 'websocket_backpressure_paused_connections'),
+        ]).then(
+          ([b, p]) => {
+            peakBuffered = Math.max(peakBuffered, b);
+            peakPaused = Math.max(peakPaused, p);
+          },
+          () => {},
+        );
       }, 20);
       try {
         const payload = Buffer.alloc(MESSAGE, 0x6d);

@@ -13,7 +13,8 @@ export interface PodLike {
   readonly spec: Obj;
 }
 
-const get = (o: unknown, path: string): unknown => path.split('.').reduce<unknown>((node, key) => (node && typeof node === 'object' ? (node as Obj)[key] : undefined), o);
+const get = (o: unknown, path: string): unknown =>
+  path.split('.').reduce<unknown>((node, key) => (node && typeof node === 'object' ? (node as Obj)[key] : undefined), o);
 
 /** containers, initContainers and ephemeralContainers, each with where it was found. */
 function containersOf(spec: Obj): { where: string; c: Obj }[] {
@@ -25,7 +26,21 @@ function containersOf(spec: Obj): { where: string; c: Obj }[] {
 }
 
 /** Capabilities Baseline allows adding (the container runtimes' default set, minus NET_RAW). */
-export const BASELINE_CAPABILITIES = ['AUDIT_WRITE', 'CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'MKNOD', 'NET_BIND_SERVICE', 'SETFCAP', 'SETGID', 'SETPCAP', 'SETUID', 'SYS_CHROOT'];
+export const BASELINE_CAPABILITIES = [
+  'AUDIT_WRITE',
+  'CHOWN',
+  'DAC_OVERRIDE',
+  'FOWNER',
+  'FSETID',
+  'KILL',
+  'MKNOD',
+  'NET_BIND_SERVICE',
+  'SETFCAP',
+  'SETGID',
+  'SETPCAP',
+  'SETUID',
+  'SYS_CHROOT',
+];
 /** Sysctls Baseline allows: the "safe" set, namespaced and isolated per pod (as of Kubernetes 1.32). */
 export const SAFE_SYSCTLS = [
   'kernel.shm_rmid_forced',
@@ -50,17 +65,25 @@ type Control = (pod: PodLike) => string[];
 /** Every control of the Restricted profile, Baseline's included, by the name the docs give it. */
 export const RESTRICTED_CONTROLS: Readonly<Record<string, Control>> = {
   // ---- Baseline
-  'HostProcess': ({ spec }) => [
+  HostProcess: ({ spec }) => [
     ...(get(spec, 'securityContext.windowsOptions.hostProcess') === true ? ['spec.securityContext.windowsOptions.hostProcess is true'] : []),
-    ...containersOf(spec).filter(({ c }) => get(c, 'securityContext.windowsOptions.hostProcess') === true).map(({ where }) => `${where}: windowsOptions.hostProcess is true`),
+    ...containersOf(spec)
+      .filter(({ c }) => get(c, 'securityContext.windowsOptions.hostProcess') === true)
+      .map(({ where }) => `${where}: windowsOptions.hostProcess is true`),
   ],
   'Host Namespaces': ({ spec }) => ['hostNetwork', 'hostPID', 'hostIPC'].filter((k) => spec[k] === true).map((k) => `spec.${k} is true`),
-  'Privileged Containers': ({ spec }) => containersOf(spec).filter(({ c }) => get(c, 'securityContext.privileged') === true).map(({ where }) => `${where}: privileged`),
+  'Privileged Containers': ({ spec }) =>
+    containersOf(spec)
+      .filter(({ c }) => get(c, 'securityContext.privileged') === true)
+      .map(({ where }) => `${where}: privileged`),
   'Capabilities (Baseline)': ({ spec }) =>
     containersOf(spec).flatMap(({ where, c }) =>
-      ((get(c, 'securityContext.capabilities.add') as string[] | undefined) ?? []).filter((cap) => !BASELINE_CAPABILITIES.includes(cap)).map((cap) => `${where}: adds ${cap}`),
+      ((get(c, 'securityContext.capabilities.add') as string[] | undefined) ?? [])
+        .filter((cap) => !BASELINE_CAPABILITIES.includes(cap))
+        .map((cap) => `${where}: adds ${cap}`),
     ),
-  'HostPath Volumes': ({ spec }) => ((spec.volumes as Obj[] | undefined) ?? []).filter((v) => v.hostPath !== undefined).map((v) => `volume ${String(v.name)} is a hostPath`),
+  'HostPath Volumes': ({ spec }) =>
+    ((spec.volumes as Obj[] | undefined) ?? []).filter((v) => v.hostPath !== undefined).map((v) => `volume ${String(v.name)} is a hostPath`),
   'Host Ports': ({ spec }) =>
     containersOf(spec).flatMap(({ where, c }) =>
       ((c.ports as Obj[] | undefined) ?? []).filter((p) => p.hostPort !== undefined && p.hostPort !== 0).map((p) => `${where}: hostPort ${String(p.hostPort)}`),
@@ -74,7 +97,7 @@ export const RESTRICTED_CONTROLS: Readonly<Record<string, Control>> = {
           .map((host) => `${where}: ${handler} reaches host ${String(host)}`),
       ),
     ),
-  'AppArmor': ({ metadata, spec }) => [
+  AppArmor: ({ metadata, spec }) => [
     ...[{ where: 'spec', sc: spec.securityContext }, ...containersOf(spec).map(({ where, c }) => ({ where, sc: c.securityContext }))]
       .filter(({ sc }) => {
         const type = get(sc, 'appArmorProfile.type');
@@ -85,7 +108,7 @@ export const RESTRICTED_CONTROLS: Readonly<Record<string, Control>> = {
       .filter(([k, v]) => k.startsWith('container.apparmor.security.beta.kubernetes.io/') && v !== '' && v !== 'runtime/default' && !v.startsWith('localhost/'))
       .map(([k, v]) => `annotation ${k}=${v}`),
   ],
-  'SELinux': ({ spec }) =>
+  SELinux: ({ spec }) =>
     [{ where: 'spec', sc: spec.securityContext }, ...containersOf(spec).map(({ where, c }) => ({ where, sc: c.securityContext }))].flatMap(({ where, sc }) => {
       const opts = get(sc, 'seLinuxOptions') as Obj | undefined;
       if (!opts) return [];
@@ -95,20 +118,31 @@ export const RESTRICTED_CONTROLS: Readonly<Record<string, Control>> = {
       ];
     }),
   '/proc Mount Type': ({ spec }) =>
-    containersOf(spec).filter(({ c }) => ![undefined, 'Default'].includes(get(c, 'securityContext.procMount') as string | undefined)).map(({ where, c }) => `${where}: procMount ${String(get(c, 'securityContext.procMount'))}`),
+    containersOf(spec)
+      .filter(({ c }) => ![undefined, 'Default'].includes(get(c, 'securityContext.procMount') as string | undefined))
+      .map(({ where, c }) => `${where}: procMount ${String(get(c, 'securityContext.procMount'))}`),
   'Seccomp (Baseline)': ({ spec }) =>
     [{ where: 'spec', sc: spec.securityContext }, ...containersOf(spec).map(({ where, c }) => ({ where, sc: c.securityContext }))]
       .filter(({ sc }) => get(sc, 'seccompProfile.type') === 'Unconfined')
       .map(({ where }) => `${where}: seccompProfile Unconfined`),
-  'Sysctls': ({ spec }) =>
-    ((get(spec, 'securityContext.sysctls') as Obj[] | undefined) ?? []).filter((s) => !SAFE_SYSCTLS.includes(String(s.name))).map((s) => `sysctl ${String(s.name)}`),
+  Sysctls: ({ spec }) =>
+    ((get(spec, 'securityContext.sysctls') as Obj[] | undefined) ?? [])
+      .filter((s) => !SAFE_SYSCTLS.includes(String(s.name)))
+      .map((s) => `sysctl ${String(s.name)}`),
   // ---- Restricted
   'Volume Types': ({ spec }) =>
     ((spec.volumes as Obj[] | undefined) ?? [])
       .filter((v) => !Object.keys(v).some((k) => RESTRICTED_VOLUME_TYPES.includes(k)))
-      .map((v) => `volume ${String(v.name)} is of type ${Object.keys(v).filter((k) => k !== 'name').join(', ')}`),
+      .map(
+        (v) =>
+          `volume ${String(v.name)} is of type ${Object.keys(v)
+            .filter((k) => k !== 'name')
+            .join(', ')}`,
+      ),
   'Privilege Escalation': ({ spec }) =>
-    containersOf(spec).filter(({ c }) => get(c, 'securityContext.allowPrivilegeEscalation') !== false).map(({ where }) => `${where}: allowPrivilegeEscalation is not false`),
+    containersOf(spec)
+      .filter(({ c }) => get(c, 'securityContext.allowPrivilegeEscalation') !== false)
+      .map(({ where }) => `${where}: allowPrivilegeEscalation is not false`),
   'Running as Non-root': ({ spec }) => {
     const pod = get(spec, 'securityContext.runAsNonRoot');
     return [
@@ -123,7 +157,9 @@ export const RESTRICTED_CONTROLS: Readonly<Record<string, Control>> = {
   },
   'Running as Non-root user': ({ spec }) => [
     ...(get(spec, 'securityContext.runAsUser') === 0 ? ['spec.securityContext.runAsUser is 0'] : []),
-    ...containersOf(spec).filter(({ c }) => get(c, 'securityContext.runAsUser') === 0).map(({ where }) => `${where}: runAsUser is 0`),
+    ...containersOf(spec)
+      .filter(({ c }) => get(c, 'securityContext.runAsUser') === 0)
+      .map(({ where }) => `${where}: runAsUser is 0`),
   ],
   'Seccomp (Restricted)': ({ spec }) => {
     const allowed = (type: unknown): boolean => type === 'RuntimeDefault' || type === 'Localhost';

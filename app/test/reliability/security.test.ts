@@ -63,7 +63,15 @@ describe('logs', () => {
   /** Marked values a hostile or careless client puts in its requests; none may reach the logs. */
   const mark = (what: string): string => `${what}-${randomBytes(8).toString('hex')}`;
   const secrets = { bearer: mark('bearer'), cookie: mark('cookie'), apiKey: mark('apikey'), queryToken: mark('querytoken') };
-  const requestData = { path: mark('path'), origin: `https://${mark('origin')}.example`, userAgent: mark('agent'), header: mark('header'), payload: mark('payload'), reason: mark('reason'), key: mark('key') };
+  const requestData = {
+    path: mark('path'),
+    origin: `https://${mark('origin')}.example`,
+    userAgent: mark('agent'),
+    header: mark('header'),
+    payload: mark('payload'),
+    reason: mark('reason'),
+    key: mark('key'),
+  };
 
   /** Every kind of request the service logs something about, carrying the marks. */
   async function hostileTraffic(port: number): Promise<void> {
@@ -80,16 +88,19 @@ describe('logs', () => {
       `GET /echo?token=${secrets.queryToken} HTTP/1.1\r\nHost: x\r\n${auth}${handshake}\r\n`, // 101, then frames below
     ];
     for (const [i, request] of requests.entries()) {
-      const frames = i === requests.length - 1
-        ? [
-            encodeFrame({ opcode: OP.text, payload: Buffer.from(requestData.payload) }),
-            encodeFrame({ opcode: OP.text, payload: Buffer.concat([Buffer.from(requestData.payload), Buffer.from([0xc0, 0xaf])]) }), // 1007
-          ]
-        : [];
+      const frames =
+        i === requests.length - 1
+          ? [
+              encodeFrame({ opcode: OP.text, payload: Buffer.from(requestData.payload) }),
+              encodeFrame({ opcode: OP.text, payload: Buffer.concat([Buffer.from(requestData.payload), Buffer.from([0xc0, 0xaf])]) }), // 1007
+            ]
+          : [];
       await exchange(port, [Buffer.concat([Buffer.from(request, 'latin1'), ...frames])]);
     }
     // A client that closes with a marked reason, and one cut without a close frame.
-    const polite = new WebSocket(wsUrl(port, `/echo?token=${secrets.queryToken}`), { headers: { authorization: `Bearer ${secrets.bearer}`, cookie: `session=${secrets.cookie}` } });
+    const polite = new WebSocket(wsUrl(port, `/echo?token=${secrets.queryToken}`), {
+      headers: { authorization: `Bearer ${secrets.bearer}`, cookie: `session=${secrets.cookie}` },
+    });
     await once(polite, 'open');
     polite.close(4000, requestData.reason);
     await once(polite, 'close');
@@ -133,7 +144,10 @@ describe('logs', () => {
     const stacks = lines.filter((line) => /"stack"|\\n\s+at |^stderr: \s+at /.test(line));
     assert.deepEqual(leaks, [], 'request data or secrets in the logs');
     assert.deepEqual(stacks, [], 'stack traces in the logs');
-    assert.ok(lines.some((l) => l.includes('kubernetes api call failed')), 'the API failure was logged (so its error was serialised)');
+    assert.ok(
+      lines.some((l) => l.includes('kubernetes api call failed')),
+      'the API failure was logged (so its error was serialised)',
+    );
     figures.add({
       case: 'logs at LOG_LEVEL=info: 13 hostile requests and frames carrying marked headers, Authorization, cookies, query tokens, origins, paths, payloads and close reasons; a Kubernetes API answering 422; a drain',
       inputs: 13,
@@ -147,7 +161,10 @@ describe('logs', () => {
     const { lines, token } = await logsAt('trace', 'forbidden');
     const leaks = lines.filter((line) => [...Object.values(secrets), token].some((m) => line.includes(m)));
     assert.deepEqual(leaks, []);
-    assert.ok(lines.some((l) => l.includes('"level":"debug"')), 'debug lines were written');
+    assert.ok(
+      lines.some((l) => l.includes('"level":"debug"')),
+      'debug lines were written',
+    );
     figures.add({
       case: 'logs at LOG_LEVEL=trace: the same traffic, a Kubernetes API answering 403',
       inputs: 13,
@@ -169,10 +186,20 @@ describe('a broken kubeconfig', () => {
     await waitFor('the kubernetes integration to decide', () => service.logs.some((l) => l.module === 'kube'));
     await stopChild(service);
     const lines = [...service.logs.map((l) => JSON.stringify(l)), service.stderr()];
-    assert.deepEqual(lines.filter((l) => l.includes(token)), [], 'the token is in the logs');
+    assert.deepEqual(
+      lines.filter((l) => l.includes(token)),
+      [],
+      'the token is in the logs',
+    );
     const report = service.logs.find((l) => String(l.msg).includes('no usable cluster credentials'));
     assert.match(String(report?.problem), /\(\d+:\d+\)/, 'the problem names its line and column');
-    figures.add({ case: 'a malformed kubeconfig (a typo next to the token) at LOG_LEVEL=trace', inputs: 1, offender: `logged: ${String(report?.problem)}; token not in the logs`, others: '-', lost: 0 });
+    figures.add({
+      case: 'a malformed kubeconfig (a typo next to the token) at LOG_LEVEL=trace',
+      inputs: 1,
+      offender: `logged: ${String(report?.problem)}; token not in the logs`,
+      others: '-',
+      lost: 0,
+    });
   });
 });
 
@@ -224,7 +251,10 @@ describe('chart security', () => {
       ['Host Namespaces', (s) => (s.hostPID = true)],
       ['Host Namespaces', (s) => (s.hostIPC = true)],
       ['Privileged Containers', (s) => (container(s).securityContext.privileged = true)],
-      ['Privileged Containers', (s) => (s.initContainers = [{ name: 'init', image: 'x', securityContext: { ...container(s).securityContext, privileged: true } }])],
+      [
+        'Privileged Containers',
+        (s) => (s.initContainers = [{ name: 'init', image: 'x', securityContext: { ...container(s).securityContext, privileged: true } }]),
+      ],
       ['Capabilities (Baseline)', (s) => (container(s).securityContext.capabilities.add = ['SYS_ADMIN'])],
       ['Capabilities (Restricted)', (s) => (container(s).securityContext.capabilities.add = ['CHOWN'])],
       ['Capabilities (Restricted)', (s) => (container(s).securityContext.capabilities.drop = ['NET_RAW'])],
@@ -238,17 +268,23 @@ describe('chart security', () => {
       ['SELinux', (s) => (s.securityContext.seLinuxOptions = { user: 'system_u' })],
       ['/proc Mount Type', (s) => (container(s).securityContext.procMount = 'Unmasked')],
       ['Seccomp (Baseline)', (s) => (container(s).securityContext.seccompProfile = { type: 'Unconfined' })],
-      ['Seccomp (Restricted)', (s) => {
-        delete s.securityContext.seccompProfile;
-        delete container(s).securityContext.seccompProfile;
-      }],
+      [
+        'Seccomp (Restricted)',
+        (s) => {
+          delete s.securityContext.seccompProfile;
+          delete container(s).securityContext.seccompProfile;
+        },
+      ],
       ['Sysctls', (s) => (s.securityContext.sysctls = [{ name: 'kernel.msgmax', value: '1' }])],
       ['Privilege Escalation', (s) => delete container(s).securityContext.allowPrivilegeEscalation],
       ['Running as Non-root', (s) => (container(s).securityContext.runAsNonRoot = false)],
-      ['Running as Non-root', (s) => {
-        delete s.securityContext.runAsNonRoot;
-        delete container(s).securityContext.runAsNonRoot;
-      }],
+      [
+        'Running as Non-root',
+        (s) => {
+          delete s.securityContext.runAsNonRoot;
+          delete container(s).securityContext.runAsNonRoot;
+        },
+      ],
       ['Running as Non-root user', (s) => (container(s).securityContext.runAsUser = 0)],
     ];
     const fine: [string, (spec: Record<string, any>) => void][] = [
@@ -262,7 +298,10 @@ describe('chart security', () => {
       const pod = structuredClone({ metadata: { annotations: {} as Record<string, string> }, spec: base.spec as Record<string, any> });
       breakIt(pod.spec, pod);
       const violations = restrictedViolations(pod);
-      assert.ok(violations.some((v) => v.startsWith(`${control}: `)), `${control} not flagged: ${JSON.stringify(violations)}`);
+      assert.ok(
+        violations.some((v) => v.startsWith(`${control}: `)),
+        `${control} not flagged: ${JSON.stringify(violations)}`,
+      );
     }
     for (const [what, change] of fine) {
       const pod = structuredClone({ spec: base.spec as Record<string, any> });
@@ -276,18 +315,39 @@ describe('chart security', () => {
     const docs = await render({ set: ['networkPolicy.enabled=true'] });
     const policies = docs.filter((d) => d.kind === 'NetworkPolicy');
     assert.equal(policies.length, 1);
-    const spec = policies[0]!.spec as { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[]; ingress: { from?: Record<string, unknown>[]; ports?: { port: string }[] }[] };
+    const spec = policies[0]!.spec as {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress: { from?: Record<string, unknown>[]; ports?: { port: string }[] }[];
+    };
     const deployment = docs.find((d) => d.kind === 'Deployment')!;
-    assert.deepEqual(spec.podSelector.matchLabels, (deployment.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels, 'selects the service pods');
+    assert.deepEqual(
+      spec.podSelector.matchLabels,
+      (deployment.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels,
+      'selects the service pods',
+    );
     assert.deepEqual(spec.policyTypes, ['Ingress'], 'ingress is default-deny for the selected pods');
     for (const rule of spec.ingress) {
       assert.ok(rule.from && rule.from.length > 0, 'no rule admits every source');
       assert.ok(rule.ports && rule.ports.length > 0, 'no rule admits every port');
     }
     const metricsRules = spec.ingress.filter((r) => r.ports!.some((p) => p.port === 'metrics'));
-    assert.deepEqual(metricsRules.flatMap((r) => r.from), [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], 'metrics only from the monitoring namespace');
-    assert.ok(spec.ingress.filter((r) => r.ports!.some((p) => p.port === 'ws')).every((r) => !r.ports!.some((p) => p.port === 'metrics')), 'the ingress controller cannot reach metrics');
-    figures.add({ case: 'chart: NetworkPolicy example (networkPolicy.enabled=true)', inputs: 1, offender: 'ws port: ingress-nginx namespace and the helm test pod only; metrics port: monitoring namespace only; everything else denied', others: '-', lost: 0 });
+    assert.deepEqual(
+      metricsRules.flatMap((r) => r.from),
+      [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+      'metrics only from the monitoring namespace',
+    );
+    assert.ok(
+      spec.ingress.filter((r) => r.ports!.some((p) => p.port === 'ws')).every((r) => !r.ports!.some((p) => p.port === 'metrics')),
+      'the ingress controller cannot reach metrics',
+    );
+    figures.add({
+      case: 'chart: NetworkPolicy example (networkPolicy.enabled=true)',
+      inputs: 1,
+      offender: 'ws port: ingress-nginx namespace and the helm test pod only; metrics port: monitoring namespace only; everything else denied',
+      others: '-',
+      lost: 0,
+    });
   });
 
   it('grants exactly the Kubernetes API calls the service makes, in its namespace only, in every scenario', () => {
@@ -303,18 +363,31 @@ describe('chart security', () => {
         roles++;
         const rules = (role as unknown as { rules: { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[] }).rules;
         const granted = rules.map((r) => JSON.stringify(r));
-        assert.deepEqual(granted.filter((r) => !allowed.has(r)), [], `${name}: Role grants a call the service never makes`);
-        assert.deepEqual(always.filter((r) => !granted.includes(r)), [], `${name}: Role lacks a call the service always makes`);
+        assert.deepEqual(
+          granted.filter((r) => !allowed.has(r)),
+          [],
+          `${name}: Role grants a call the service never makes`,
+        );
+        assert.deepEqual(
+          always.filter((r) => !granted.includes(r)),
+          [],
+          `${name}: Role lacks a call the service always makes`,
+        );
         assert.ok(!JSON.stringify(rules).includes('*'), `${name}: no wildcard`);
       }
       for (const binding of docs.filter((d) => d.kind === 'RoleBinding')) {
         const b = binding as unknown as { roleRef: { kind: string }; subjects: { kind: string; name: string }[] };
         assert.equal(b.roleRef.kind, 'Role');
         const account = docs.find((d) => d.kind === 'ServiceAccount');
-        assert.deepEqual(b.subjects.map((s) => [s.kind, s.name]), [['ServiceAccount', account?.metadata.name]], `${name}: bound to the chart's own service account only`);
+        assert.deepEqual(
+          b.subjects.map((s) => [s.kind, s.name]),
+          [['ServiceAccount', account?.metadata.name]],
+          `${name}: bound to the chart's own service account only`,
+        );
       }
       const testPod = docs.find((d) => d.kind === 'Pod');
-      if (testPod) assert.equal((testPod.spec as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, false, `${name}: the test pod gets no token`);
+      if (testPod)
+        assert.equal((testPod.spec as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, false, `${name}: the test pod gets no token`);
     }
     assert.ok(roles > 0);
     figures.add({
@@ -350,14 +423,27 @@ describe('dependencies', () => {
   });
 
   it('pins every dependency in package-lock.json, which matches package.json (what npm ci installs)', async () => {
-    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    const lock = JSON.parse(readFileSync(join(repoRoot, 'package-lock.json'), 'utf8')) as { lockfileVersion: number; packages: Record<string, { version?: string; integrity?: string; link?: boolean; dependencies?: Record<string, string>; devDependencies?: Record<string, string> }> };
+    const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
+    const lock = JSON.parse(readFileSync(join(repoRoot, 'package-lock.json'), 'utf8')) as {
+      lockfileVersion: number;
+      packages: Record<
+        string,
+        { version?: string; integrity?: string; link?: boolean; dependencies?: Record<string, string>; devDependencies?: Record<string, string> }
+      >;
+    };
     assert.ok(lock.lockfileVersion >= 2, `lockfileVersion ${lock.lockfileVersion}`);
     const root = lock.packages['']!;
     assert.deepEqual(root.dependencies ?? {}, pkg.dependencies, 'the lockfile was written for these dependencies');
     assert.deepEqual(root.devDependencies ?? {}, pkg.devDependencies, 'the lockfile was written for these devDependencies');
     const unpinned = Object.entries(lock.packages).filter(([path, p]) => path !== '' && !p.link && (!p.version || !/^sha512-/.test(p.integrity ?? '')));
-    assert.deepEqual(unpinned.map(([path]) => path), [], 'every package has an exact version and a sha512 integrity');
+    assert.deepEqual(
+      unpinned.map(([path]) => path),
+      [],
+      'every package has an exact version and a sha512 integrity',
+    );
     // npm's own check that the tree in the lockfile satisfies package.json (npm ci refuses otherwise).
     await run('npm', ['ls', '--all', '--package-lock-only'], { cwd: repoRoot, maxBuffer: 16 * 1024 * 1024 });
     figures.add({

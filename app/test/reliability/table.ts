@@ -25,7 +25,14 @@ for (const suite of SUITES) {
     const memory = c.memory ? `${c.memory.startMiB} → ${c.memory.peakMiB}` : '–';
     rows.push(`| ${cell(c.case)} | ${c.inputs} | ${cell(c.offender)}${c.notes ? ` (${cell(c.notes)})` : ''} | ${cell(c.others)} | ${memory} | **${c.lost}** |`);
     if (c.details?.length) {
-      details.push(`#### Details: ${c.case}`, '', '| input | answer |', '|---|---|', ...c.details.map(([what, answer]) => `| ${cell(what)} | ${cell(answer)} |`), '');
+      details.push(
+        `#### Details: ${c.case}`,
+        '',
+        '| input | answer |',
+        '|---|---|',
+        ...c.details.map(([what, answer]) => `| ${cell(what)} | ${cell(answer)} |`),
+        '',
+      );
     }
   }
 }

@@ -29,8 +29,18 @@ interface Malformed {
 }
 
 const MALFORMED: readonly Malformed[] = [
-  { name: 'missing Sec-WebSocket-Key', request: get('/echo', 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n'), status: 400, counted: 'rejected:invalid_handshake' },
-  { name: 'Sec-WebSocket-Key not 16 bytes of base64', request: get('/echo', HANDSHAKE.replace(KEY, 'Sec-WebSocket-Key: c2hvcnQ=\r\n')), status: 400, counted: 'rejected:invalid_handshake' },
+  {
+    name: 'missing Sec-WebSocket-Key',
+    request: get('/echo', 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n'),
+    status: 400,
+    counted: 'rejected:invalid_handshake',
+  },
+  {
+    name: 'Sec-WebSocket-Key not 16 bytes of base64',
+    request: get('/echo', HANDSHAKE.replace(KEY, 'Sec-WebSocket-Key: c2hvcnQ=\r\n')),
+    status: 400,
+    counted: 'rejected:invalid_handshake',
+  },
   { name: 'two Sec-WebSocket-Key headers', request: get('/echo', `${HANDSHAKE}${KEY}`), status: 400, counted: 'rejected:invalid_handshake' },
   ...['0', '12', '14', '99', 'thirteen'].map((v) => ({
     name: `Sec-WebSocket-Version: ${v}`,
@@ -39,19 +49,73 @@ const MALFORMED: readonly Malformed[] = [
     counted: 'rejected:invalid_handshake' as const,
     answer: /\r\nSec-WebSocket-Version: 13\r\n/i,
   })),
-  { name: 'missing Sec-WebSocket-Version', request: get('/echo', HANDSHAKE.replace('Sec-WebSocket-Version: 13\r\n', '')), status: 400, counted: 'rejected:invalid_handshake' },
-  { name: 'Upgrade: h2c on the WebSocket path', request: get('/echo', 'Upgrade: h2c\r\nConnection: Upgrade\r\n'), status: 400, counted: 'rejected:invalid_handshake' },
+  {
+    name: 'missing Sec-WebSocket-Version',
+    request: get('/echo', HANDSHAKE.replace('Sec-WebSocket-Version: 13\r\n', '')),
+    status: 400,
+    counted: 'rejected:invalid_handshake',
+  },
+  {
+    name: 'Upgrade: h2c on the WebSocket path',
+    request: get('/echo', 'Upgrade: h2c\r\nConnection: Upgrade\r\n'),
+    status: 400,
+    counted: 'rejected:invalid_handshake',
+  },
   { name: 'POST with an upgrade', request: get('/echo').replace('GET', 'POST'), status: 405, counted: 'rejected:invalid_handshake' },
-  { name: 'a 20 KiB header (over Node’s 16 KiB)', request: get('/echo', `${HANDSHAKE}X-Padding: ${'a'.repeat(20 * 1024)}\r\n`), status: 431, counted: 'http:headers_too_large' },
-  { name: '3,000 small headers', request: get('/echo', `${HANDSHAKE}${Array.from({ length: 3000 }, (_, i) => `X-H${i}: v\r\n`).join('')}`), status: 431, counted: 'http:headers_too_large' },
-  { name: 'smuggling: Content-Length with Transfer-Encoding', request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n', status: 400, counted: 'http:bad_request' },
-  { name: 'smuggling: Content-Length with Transfer-Encoding on an upgrade', request: get('/echo', `${HANDSHAKE}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n`), status: 400, counted: 'http:bad_request' },
-  { name: 'smuggling: two different Content-Length', request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 41\r\n\r\nhelloGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n', status: 400, counted: 'http:bad_request' },
-  { name: 'smuggling: Transfer-Encoding: chunked, identity', request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n', status: 400, counted: 'http:bad_request' },
-  { name: 'smuggling: Transfer-Encoding folded onto a second line', request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n', status: 400, counted: 'http:bad_request' },
-  { name: 'smuggling: space before the colon', request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello', status: 400, counted: 'http:bad_request' },
+  {
+    name: 'a 20 KiB header (over Node’s 16 KiB)',
+    request: get('/echo', `${HANDSHAKE}X-Padding: ${'a'.repeat(20 * 1024)}\r\n`),
+    status: 431,
+    counted: 'http:headers_too_large',
+  },
+  {
+    name: '3,000 small headers',
+    request: get('/echo', `${HANDSHAKE}${Array.from({ length: 3000 }, (_, i) => `X-H${i}: v\r\n`).join('')}`),
+    status: 431,
+    counted: 'http:headers_too_large',
+  },
+  {
+    name: 'smuggling: Content-Length with Transfer-Encoding',
+    request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n',
+    status: 400,
+    counted: 'http:bad_request',
+  },
+  {
+    name: 'smuggling: Content-Length with Transfer-Encoding on an upgrade',
+    request: get('/echo', `${HANDSHAKE}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n`),
+    status: 400,
+    counted: 'http:bad_request',
+  },
+  {
+    name: 'smuggling: two different Content-Length',
+    request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 41\r\n\r\nhelloGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n',
+    status: 400,
+    counted: 'http:bad_request',
+  },
+  {
+    name: 'smuggling: Transfer-Encoding: chunked, identity',
+    request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n',
+    status: 400,
+    counted: 'http:bad_request',
+  },
+  {
+    name: 'smuggling: Transfer-Encoding folded onto a second line',
+    request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n',
+    status: 400,
+    counted: 'http:bad_request',
+  },
+  {
+    name: 'smuggling: space before the colon',
+    request: 'POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello',
+    status: 400,
+    counted: 'http:bad_request',
+  },
   { name: 'smuggling: bare LF line endings', request: 'GET /healthz HTTP/1.1\nHost: x\n\n', status: 400, counted: 'http:bad_request' },
-  { name: 'smuggling: a request pipelined behind an upgrade becomes WebSocket bytes (close 1002), never HTTP', request: `${UPGRADE_REQUEST}GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n`, status: 101 },
+  {
+    name: 'smuggling: a request pipelined behind an upgrade becomes WebSocket bytes (close 1002), never HTTP',
+    request: `${UPGRADE_REQUEST}GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n`,
+    status: 101,
+  },
   { name: 'NUL byte in a header value', request: get('/echo', `${HANDSHAKE}X-A: a\x00b\r\n`), status: 400, counted: 'http:bad_request' },
   { name: 'no Host header', request: 'GET /echo HTTP/1.1\r\n' + HANDSHAKE + '\r\n', status: 400, counted: 'rejected:invalid_handshake' },
   { name: 'TLS ClientHello on the plain port', request: '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03', status: 400, counted: 'http:bad_request' },
@@ -69,7 +133,12 @@ const MALFORMED: readonly Malformed[] = [
 describe('hostile HTTP before the upgrade', () => {
   let service: ChildService;
   before(async () => {
-    service = await spawnService({ ALLOWED_ORIGINS: 'https://app.example.com', HTTP_HEADERS_TIMEOUT_SECONDS: '1', HEARTBEAT_INTERVAL_SECONDS: '0', POD_NAME: 'upgrades' });
+    service = await spawnService({
+      ALLOWED_ORIGINS: 'https://app.example.com',
+      HTTP_HEADERS_TIMEOUT_SECONDS: '1',
+      HEARTBEAT_INTERVAL_SECONDS: '0',
+      POD_NAME: 'upgrades',
+    });
   });
   after(() => stopChild(service));
 
@@ -98,7 +167,8 @@ describe('hostile HTTP before the upgrade', () => {
             else if (!result.closed) problems.push(`${m.name}: the connection stayed open`);
             else if (m.answer && !m.answer.test(text)) problems.push(`${m.name}: answer lacks ${m.answer}`);
             // The smuggled request behind the upgrade: one 101, then a close frame 1002, and no second HTTP response.
-            else if (m.status === 101 && !body.equals(serverFrame(OP.close, closePayload(1002)))) problems.push(`${m.name}: after the 101 got ${body.toString('hex')}`);
+            else if (m.status === 101 && !body.equals(serverFrame(OP.close, closePayload(1002))))
+              problems.push(`${m.name}: after the 101 got ${body.toString('hex')}`);
           }),
         ),
       );
@@ -115,10 +185,13 @@ describe('hostile HTTP before the upgrade', () => {
     for (const m of MALFORMED) byStatus[m.status] = (byStatus[m.status] ?? 0) + REPEAT;
     figures.add({
       case: `malformed upgrades and smuggling attempts, raw bytes (${MALFORMED.length} kinds × ${REPEAT}, all at once)`,
-      details: MALFORMED.map((m) => [
-        m.name,
-        `HTTP ${m.status}${m.status === 101 ? ', then close 1002' : ''}, closed${m.counted ? `; ${m.counted.startsWith('rejected') ? 'websocket_upgrades_rejected_total' : 'websocket_http_errors_total'}{reason="${m.counted.split(':')[1]}"} +${REPEAT}` : ''}`,
-      ] as const),
+      details: MALFORMED.map(
+        (m) =>
+          [
+            m.name,
+            `HTTP ${m.status}${m.status === 101 ? ', then close 1002' : ''}, closed${m.counted ? `; ${m.counted.startsWith('rejected') ? 'websocket_upgrades_rejected_total' : 'websocket_http_errors_total'}{reason="${m.counted.split(':')[1]}"} +${REPEAT}` : ''}`,
+          ] as const,
+      ),
       inputs: MALFORMED.length * REPEAT,
       offender: `HTTP ${tally(byStatus)}, each connection closed; counted exactly in websocket_upgrades_rejected_total / websocket_http_errors_total`,
       others: othersSaw(run.others),
@@ -187,23 +260,36 @@ describe('connection flood past MAX_CONNECTIONS', () => {
       const rejected = (await scrape(service.metricsPort, 'websocket_upgrades_rejected_total', { reason: 'max_connections' })) - rejectedBefore;
       const active = await scrape(service.metricsPort, 'websocket_connections_active');
       // Free 50 slots: 50 new clients get in, the 51st does not.
-      await Promise.all(opened.slice(0, 50).map(async (ws) => {
-        const closed = new Promise((resolve) => ws.once('close', resolve));
-        ws.close();
-        await closed;
-      }));
+      await Promise.all(
+        opened.slice(0, 50).map(async (ws) => {
+          const closed = new Promise((resolve) => ws.once('close', resolve));
+          ws.close();
+          await closed;
+        }),
+      );
       await waitFor('the server to see 50 closes', async () => (await scrape(service.metricsPort, 'websocket_connections_active')) === LIMIT - 50);
       const again = await Promise.all(Array.from({ length: 51 }, () => connect(service.port).catch((err: unknown) => err)));
       const reopened = again.filter((o): o is import('ws').WebSocket => !(o instanceof Error));
       for (const ws of [...opened.slice(50), ...reopened]) ws.terminate();
-      return { opened: opened.length, refused, other: other.length, rejected, active, reopened: reopened.length, refusedAgain: again.filter((o) => o instanceof UpgradeRefused).length };
+      return {
+        opened: opened.length,
+        refused,
+        other: other.length,
+        rejected,
+        active,
+        reopened: reopened.length,
+        refusedAgain: again.filter((o) => o instanceof UpgradeRefused).length,
+      };
     });
     const r = run.result;
     const bystanders = run.others.clients;
     assert.equal(r.other, 0, 'every attempt got an answer: 101 or 503');
     assert.equal(r.opened, LIMIT - bystanders, 'exactly up to MAX_CONNECTIONS (the bystanders count too)');
     assert.equal(r.refused.length, FLOOD - r.opened);
-    assert.ok(r.refused.every((e) => e.status === 503 && e.headers['retry-after'] === '1'), 'each refusal is 503 with Retry-After: 1');
+    assert.ok(
+      r.refused.every((e) => e.status === 503 && e.headers['retry-after'] === '1'),
+      'each refusal is 503 with Retry-After: 1',
+    );
     assert.equal(r.rejected, r.refused.length, 'websocket_upgrades_rejected_total{reason="max_connections"} equals the 503s the clients saw');
     assert.equal(r.active, LIMIT);
     assert.equal(r.reopened, 50);
