@@ -22,7 +22,7 @@ WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
 COPY app/src ./app/src
-RUN node_modules/.bin/tsc -p . --rootDir . --outDir dist
+RUN node node_modules/typescript7/bin/tsc -p . --rootDir . --outDir dist
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production

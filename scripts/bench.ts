@@ -1,8 +1,8 @@
-// `npm run bench`: see scripts/bench/bench.ts. Writes docs/reports/bench.json
+// `npm run bench`: see app/testkit/bench/bench.ts. Writes docs/reports/bench.json
 // and the README's performance section; `--quick` runs a tiny configuration
 // that only proves every case works and writes nothing into the README.
 import { parseArgs } from 'node:util';
-import { benchMarkdown, FULL, QUICK, runBench, writeIntoReadme, writeJson } from './bench/bench.js';
+import { benchMarkdown, FULL, QUICK, runBench, writeIntoReadme, writeJson } from '../app/testkit/bench/bench.js';
 
 const { values } = parseArgs({
   options: {

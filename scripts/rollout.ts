@@ -5,8 +5,8 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { writeReport, type RunReport } from './cluster/report.js';
-import { MODES, runScenario, type Mode } from './cluster/run.js';
+import { writeReport, type RunReport } from '../app/testkit/cluster/report.js';
+import { MODES, runScenario, type Mode } from '../app/testkit/cluster/scenario.js';
 
 const HELP = `usage: npm run rollout -- [options]
 

@@ -1,0 +1,212 @@
+// The chart's security, on every pod spec, Role and NetworkPolicy that helm
+// renders for every ci/ scenario and Kubernetes release: the full restricted
+// Pod Security Standard plus a read-only root filesystem, RBAC that grants
+// exactly the Kubernetes API calls the service makes, and a NetworkPolicy
+// that admits each port only from where it is used. Figures go into
+// docs/RELIABILITY.md (suite chart-security).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { KUBERNETES_API_CALLS } from '../../../src/kube.js';
+import { RELEASE, render, renderScenarios, scenarios } from '../../../testkit/chart/helm.js';
+import { type Manifest } from '../../../testkit/chart/k8s-schemas.js';
+import { RESTRICTED_CONTROLS, restrictedViolations, type PodLike } from '../../../testkit/chart/pod-security.js';
+import { scenarioValues, valueAt } from '../../../testkit/chart/values.js';
+import { Figures } from '../../../testkit/reliability.js';
+
+const figures = new Figures('chart-security');
+after(() => figures.write());
+
+describe('chart security', () => {
+  let rendered = new Map<string, Manifest[]>();
+  before(async () => {
+    rendered = await renderScenarios();
+  });
+
+  const podsOf = (docs: Manifest[]): { name: string; pod: PodLike }[] =>
+    docs.flatMap((d) => {
+      if (d.kind === 'Pod') return [{ name: `Pod/${d.metadata.name}`, pod: { metadata: d.metadata, spec: d.spec as Record<string, unknown> } }];
+      const template = (d.spec as { template?: PodLike } | undefined)?.template;
+      return template ? [{ name: `${d.kind}/${d.metadata.name}`, pod: template }] : [];
+    });
+
+  it('passes every control of the restricted Pod Security Standard, with a read-only root filesystem, for every pod spec of every scenario', () => {
+    const problems: string[] = [];
+    let pods = 0;
+    for (const [name, docs] of rendered) {
+      for (const { name: podName, pod } of podsOf(docs)) {
+        pods++;
+        for (const v of restrictedViolations(pod)) problems.push(`${name} ${podName}: ${v}`);
+        // Not part of the standard, but the chart's promise: the service writes nothing.
+        for (const c of (pod.spec as { containers: { name: string; securityContext?: { readOnlyRootFilesystem?: boolean } }[] }).containers) {
+          if (c.securityContext?.readOnlyRootFilesystem !== true) problems.push(`${name} ${podName}: ${c.name} must have readOnlyRootFilesystem: true`);
+        }
+      }
+    }
+    assert.deepEqual(problems, []);
+    // A Deployment and the helm test pod in each of the scenarios, for both releases.
+    assert.equal(pods, rendered.size * 2);
+    figures.add({
+      case: `chart: restricted Pod Security Standard (${Object.keys(RESTRICTED_CONTROLS).length} controls) and a read-only root filesystem on every pod spec rendered by helm for ${scenarios().length} chart/ci scenarios × Kubernetes 1.30 and 1.34 (Deployment and helm test pod)`,
+      inputs: pods,
+      offender: `${pods} pod specs, 0 violations`,
+      others: '-',
+      lost: 0,
+    });
+  });
+
+  it('the checker itself flags each control when the rendered spec is broken that way', () => {
+    const base = podsOf(rendered.get('default@1.34')!).find((p) => p.name.startsWith('Deployment'))!.pod;
+    const container = (spec: Record<string, any>): Record<string, any> => spec.containers[0];
+    const breaks: [string, (spec: Record<string, any>, pod: { metadata: { annotations: Record<string, string> } }) => void][] = [
+      ['HostProcess', (s) => (s.securityContext.windowsOptions = { hostProcess: true })],
+      ['Host Namespaces', (s) => (s.hostNetwork = true)],
+      ['Host Namespaces', (s) => (s.hostPID = true)],
+      ['Host Namespaces', (s) => (s.hostIPC = true)],
+      ['Privileged Containers', (s) => (container(s).securityContext.privileged = true)],
+      [
+        'Privileged Containers',
+        (s) => (s.initContainers = [{ name: 'init', image: 'x', securityContext: { ...container(s).securityContext, privileged: true } }]),
+      ],
+      ['Capabilities (Baseline)', (s) => (container(s).securityContext.capabilities.add = ['SYS_ADMIN'])],
+      ['Capabilities (Restricted)', (s) => (container(s).securityContext.capabilities.add = ['CHOWN'])],
+      ['Capabilities (Restricted)', (s) => (container(s).securityContext.capabilities.drop = ['NET_RAW'])],
+      ['HostPath Volumes', (s) => (s.volumes = [{ name: 'host', hostPath: { path: '/' } }])],
+      ['Volume Types', (s) => (s.volumes = [{ name: 'nfs', nfs: { server: 'x', path: '/' } }])],
+      ['Host Ports', (s) => (container(s).ports[0].hostPort = 8000)],
+      ['Host Probes / Lifecycle Hooks', (s) => (container(s).readinessProbe.httpGet.host = '169.254.169.254')],
+      ['AppArmor', (s) => (container(s).securityContext.appArmorProfile = { type: 'Unconfined' })],
+      ['AppArmor', (_s, p) => (p.metadata.annotations = { 'container.apparmor.security.beta.kubernetes.io/ws-echo': 'unconfined' })],
+      ['SELinux', (s) => (container(s).securityContext.seLinuxOptions = { type: 'spc_t' })],
+      ['SELinux', (s) => (s.securityContext.seLinuxOptions = { user: 'system_u' })],
+      ['/proc Mount Type', (s) => (container(s).securityContext.procMount = 'Unmasked')],
+      ['Seccomp (Baseline)', (s) => (container(s).securityContext.seccompProfile = { type: 'Unconfined' })],
+      [
+        'Seccomp (Restricted)',
+        (s) => {
+          delete s.securityContext.seccompProfile;
+          delete container(s).securityContext.seccompProfile;
+        },
+      ],
+      ['Sysctls', (s) => (s.securityContext.sysctls = [{ name: 'kernel.msgmax', value: '1' }])],
+      ['Privilege Escalation', (s) => delete container(s).securityContext.allowPrivilegeEscalation],
+      ['Running as Non-root', (s) => (container(s).securityContext.runAsNonRoot = false)],
+      [
+        'Running as Non-root',
+        (s) => {
+          delete s.securityContext.runAsNonRoot;
+          delete container(s).securityContext.runAsNonRoot;
+        },
+      ],
+      ['Running as Non-root user', (s) => (container(s).securityContext.runAsUser = 0)],
+    ];
+    const fine: [string, (spec: Record<string, any>) => void][] = [
+      ['NET_BIND_SERVICE', (s) => (container(s).securityContext.capabilities.add = ['NET_BIND_SERVICE'])],
+      ['an emptyDir', (s) => (s.volumes = [{ name: 'tmp', emptyDir: {} }])],
+      ['a safe sysctl', (s) => (s.securityContext.sysctls = [{ name: 'net.ipv4.tcp_syncookies', value: '1' }])],
+      ['a Localhost seccomp profile', (s) => (container(s).securityContext.seccompProfile = { type: 'Localhost', localhostProfile: 'ws-echo.json' })],
+      ['container_t', (s) => (container(s).securityContext.seLinuxOptions = { type: 'container_t' })],
+    ];
+    for (const [control, breakIt] of breaks) {
+      const pod = structuredClone({ metadata: { annotations: {} as Record<string, string> }, spec: base.spec as Record<string, any> });
+      breakIt(pod.spec, pod);
+      const violations = restrictedViolations(pod);
+      assert.ok(
+        violations.some((v) => v.startsWith(`${control}: `)),
+        `${control} not flagged: ${JSON.stringify(violations)}`,
+      );
+    }
+    for (const [what, change] of fine) {
+      const pod = structuredClone({ spec: base.spec as Record<string, any> });
+      change(pod.spec);
+      assert.deepEqual(restrictedViolations(pod), [], `${what} is allowed`);
+    }
+    assert.equal(new Set(breaks.map(([c]) => c)).size, Object.keys(RESTRICTED_CONTROLS).length, 'every control is exercised');
+  });
+
+  it('ships a NetworkPolicy example that admits the WebSocket port only from the ingress controller and metrics only from monitoring', async () => {
+    const docs = await render({ set: ['networkPolicy.enabled=true'] });
+    const policies = docs.filter((d) => d.kind === 'NetworkPolicy');
+    assert.equal(policies.length, 1);
+    const spec = policies[0]!.spec as {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress: { from?: Record<string, unknown>[]; ports?: { port: string }[] }[];
+    };
+    const deployment = docs.find((d) => d.kind === 'Deployment')!;
+    assert.deepEqual(
+      spec.podSelector.matchLabels,
+      (deployment.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels,
+      'selects the service pods',
+    );
+    assert.deepEqual(spec.policyTypes, ['Ingress'], 'ingress is default-deny for the selected pods');
+    for (const rule of spec.ingress) {
+      assert.ok(rule.from && rule.from.length > 0, 'no rule admits every source');
+      assert.ok(rule.ports && rule.ports.length > 0, 'no rule admits every port');
+    }
+    const metricsRules = spec.ingress.filter((r) => r.ports!.some((p) => p.port === 'metrics'));
+    assert.deepEqual(
+      metricsRules.flatMap((r) => r.from),
+      [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }],
+      'metrics only from the monitoring namespace',
+    );
+    assert.ok(
+      spec.ingress.filter((r) => r.ports!.some((p) => p.port === 'ws')).every((r) => !r.ports!.some((p) => p.port === 'metrics')),
+      'the ingress controller cannot reach metrics',
+    );
+    const wsRules = spec.ingress.filter((r) => r.ports!.some((p) => p.port === 'ws'));
+    assert.deepEqual(
+      wsRules.flatMap((r) => r.from),
+      [
+        { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } },
+        { podSelector: { matchLabels: { 'app.kubernetes.io/instance': RELEASE, 'app.kubernetes.io/component': 'helm-test' } } },
+      ],
+      'ws only from the ingress controller and the helm test pod',
+    );
+    figures.add({
+      case: 'chart: NetworkPolicy example (networkPolicy.enabled=true)',
+      inputs: 1,
+      offender: 'ws port: ingress-nginx namespace and the helm test pod only; metrics port: monitoring namespace only; everything else denied',
+      others: '-',
+      lost: 0,
+    });
+  });
+
+  it('grants exactly the Kubernetes API calls the service makes, in its namespace only, in every scenario', () => {
+    // Every call of app/src/kube.ts; the fleet view's list only where the rebalancer reads the fleet.
+    const calls = KUBERNETES_API_CALLS as readonly { apiGroup: string; resource: string; verb: string; only?: string | undefined }[];
+    const rulesFor = (fleetView: boolean): unknown[] =>
+      calls.filter((c) => c.only === undefined || fleetView).map((c) => ({ apiGroups: [c.apiGroup], resources: [c.resource], verbs: [c.verb] }));
+    let roles = 0;
+    for (const [name, docs] of rendered) {
+      assert.ok(!docs.some((d) => d.kind === 'ClusterRole' || d.kind === 'ClusterRoleBinding'), `${name}: no cluster-wide RBAC`);
+      const values = scenarioValues(name.split('@')[0]!);
+      const fleetView = ['rebalance.enabled', 'rebalance.fleetView', 'kubernetesIntegration.enabled'].every((key) => valueAt(values, key) === true);
+      for (const role of docs.filter((d) => d.kind === 'Role')) {
+        roles++;
+        assert.deepEqual((role as unknown as { rules: unknown }).rules, rulesFor(fleetView), `${name}: the Role grants exactly what the service calls`);
+      }
+      for (const binding of docs.filter((d) => d.kind === 'RoleBinding')) {
+        const b = binding as unknown as { roleRef: { kind: string }; subjects: { kind: string; name: string }[] };
+        assert.equal(b.roleRef.kind, 'Role');
+        const account = docs.find((d) => d.kind === 'ServiceAccount');
+        assert.deepEqual(
+          b.subjects.map((s) => [s.kind, s.name]),
+          [['ServiceAccount', account?.metadata.name]],
+          `${name}: bound to the chart's own service account only`,
+        );
+      }
+      const testPod = docs.find((d) => d.kind === 'Pod');
+      if (testPod)
+        assert.equal((testPod.spec as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, false, `${name}: the test pod gets no token`);
+    }
+    assert.ok(roles > 0);
+    figures.add({
+      case: `chart: RBAC in every scenario × release (${rendered.size} renders)`,
+      inputs: rendered.size,
+      offender: `no ClusterRole or ClusterRoleBinding; each Role (${roles}) grants exactly calls of KUBERNETES_API_CALLS (${calls.map((c) => `${c.verb} ${c.resource}${c.only ? ` with ${c.only}` : ''}`).join(', ')}), one verb and resource per rule, no wildcard; bound to the chart's service account only; the helm test pod mounts no token`,
+      others: '-',
+      lost: 0,
+    });
+  });
+});
+

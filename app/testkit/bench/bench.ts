@@ -1,0 +1,380 @@
+// `npm run bench`: ws-echo (production build, metrics and heartbeats on, as
+// deployed) against the minimal ws echo server of ws's README, in the same
+// run, same client, same machine. Server pinned to core 0, client to core 1.
+// Figures are medians of several runs; ratios are ws-echo / baseline.
+import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { repoRoot, serviceMain } from '../paths.js';
+import { spawnOwned } from '../processes.js';
+import { CLOCK_TICKS_PER_SECOND, cpuTicks, rssBytes } from '../proc.js';
+import type { Command, Reply } from './load-client.js';
+
+const SERVERS = {
+  'ws-echo': serviceMain,
+  baseline: fileURLToPath(new URL('./baseline-server.js', import.meta.url)),
+} as const;
+type ServerName = keyof typeof SERVERS;
+const LOAD_CLIENT = fileURLToPath(new URL('./load-client.js', import.meta.url));
+/** Source addresses for mass connects: ephemeral ports and TIME_WAIT are per address pair. */
+const LOCAL_ADDRESSES = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`);
+
+export interface BenchOptions {
+  readonly runs: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly throughputConnections: number;
+  readonly sizes: readonly number[];
+  readonly depths: readonly number[];
+  readonly scalingConnections: readonly number[];
+  readonly idleConnections: number;
+  readonly memoryConnections: readonly number[];
+  readonly upgradeConnections: number;
+  readonly drainConnections: number;
+  /** Wait before the memory baseline, and after opening, for the heap to settle. */
+  readonly settleMs: number;
+}
+
+export const FULL: BenchOptions = {
+  runs: 3,
+  warmupMs: 2000,
+  durationMs: 5000,
+  throughputConnections: 50,
+  sizes: [64, 4096],
+  depths: [1, 16],
+  scalingConnections: [1, 10, 100, 1000],
+  idleConnections: 10_000,
+  memoryConnections: [1000, 5000, 15_000],
+  upgradeConnections: 5000,
+  drainConnections: 10_000,
+  settleMs: 3000,
+};
+
+/** A tiny configuration that proves every case works (the test suite runs it). */
+export const QUICK: BenchOptions = {
+  runs: 1,
+  warmupMs: 200,
+  durationMs: 500,
+  throughputConnections: 5,
+  sizes: [64],
+  depths: [1, 16],
+  scalingConnections: [2],
+  idleConnections: 200,
+  memoryConnections: [],
+  upgradeConnections: 200,
+  drainConnections: 200,
+  settleMs: 200,
+};
+
+interface Running {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly port: number;
+  readonly metricsPort?: number;
+}
+
+export interface ThroughputFigures {
+  readonly messagesPerSecond: number;
+  readonly rttP50Ms: number;
+  readonly rttP99Ms: number;
+  /** Server utime + stime per message, microseconds. */
+  readonly cpuMicrosPerMessage: number;
+}
+
+export interface BenchResult {
+  readonly machine: { cpu: string; cores: number; kernel: string; node: string; date: string };
+  readonly options: BenchOptions;
+  readonly throughput: { connections: number; size: number; depth: number; servers: Record<ServerName, ThroughputFigures>; cpuRatio: number }[];
+  readonly scaling: { connections: number; servers: Record<ServerName, ThroughputFigures>; cpuRatio: number }[];
+  readonly memory: { connections: number; bytesPerConnection: Record<ServerName, number>; ratio: number }[];
+  readonly upgrades: {
+    connections: number;
+    perSecond: Record<ServerName, number>;
+    ratio: number;
+    cpuMicrosPerUpgrade: Record<ServerName, number>;
+    cpuRatio: number;
+  };
+  readonly drain: { connections: number; seconds: number };
+}
+
+async function startServer(name: ServerName, env: Record<string, string> = {}): Promise<Running> {
+  const child = spawnOwned('taskset', ['-c', '0', process.execPath, SERVERS[name]], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: '0',
+      METRICS_PORT: '0',
+      HOST: '127.0.0.1',
+      // As deployed: info logs, heartbeats every 30 s, metrics on; room for the 15k memory case.
+      LOG_LEVEL: 'info',
+      MAX_CONNECTIONS: '20000',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let buffered = '';
+  const listening = await new Promise<{ port: number; metricsPort?: number }>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (const line of buffered.split('\n').slice(0, -1)) {
+        const entry = JSON.parse(line) as { msg?: string; port?: number; metricsPort?: number };
+        if (entry.msg === 'listening') resolve({ port: entry.port!, ...(entry.metricsPort ? { metricsPort: entry.metricsPort } : {}) });
+      }
+      buffered = buffered.slice(buffered.lastIndexOf('\n') + 1);
+    });
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before listening`)));
+  });
+  return { child, pid: child.pid!, ...listening };
+}
+
+async function stop(process_: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  if (process_.exitCode !== null || process_.signalCode !== null) return;
+  const exited = once(process_, 'exit');
+  process_.kill(signal);
+  await exited;
+}
+
+function startClient(): ChildProcess {
+  return spawnOwned('taskset', ['-c', '1', process.execPath, LOAD_CLIENT], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+}
+
+function ask(client: ChildProcess, command: Command, until: Reply['kind'], onReply?: (reply: Reply) => void): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (reply: Reply): void => {
+      onReply?.(reply);
+      if (reply.kind === until) {
+        client.off('message', onMessage);
+        resolve(reply);
+      }
+    };
+    client.on('message', onMessage);
+    client.once('exit', (code) => reject(new Error(`load client exited with ${code}`)));
+    client.send(command);
+  });
+}
+
+async function measureThroughput(name: ServerName, connections: number, size: number, depth: number, options: BenchOptions): Promise<ThroughputFigures> {
+  const server = await startServer(name);
+  const client = startClient();
+  try {
+    let ticksAtStart = 0;
+    // As deployed, Prometheus scrapes: every second here, a harsher schedule than the usual 15–30 s.
+    const scrape = (): Promise<unknown> =>
+      fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)
+        .then((r) => r.text())
+        .catch(() => undefined);
+    const scraper = server.metricsPort === undefined ? undefined : setInterval(() => void scrape(), 1000);
+    const result = (await ask(
+      client,
+      { kind: 'throughput', url: `ws://127.0.0.1:${server.port}/echo`, connections, size, depth, warmupMs: options.warmupMs, durationMs: options.durationMs },
+      'throughput',
+      (reply) => {
+        if (reply.kind === 'measuring') ticksAtStart = cpuTicks(server.pid);
+      },
+    )) as Extract<Reply, { kind: 'throughput' }>;
+    const cpuSeconds = (cpuTicks(server.pid) - ticksAtStart) / CLOCK_TICKS_PER_SECOND;
+    clearInterval(scraper);
+    return {
+      messagesPerSecond: result.messages / result.seconds,
+      rttP50Ms: result.rttP50Ms,
+      rttP99Ms: result.rttP99Ms,
+      cpuMicrosPerMessage: (cpuSeconds / result.messages) * 1e6,
+    };
+  } finally {
+    await stop(client);
+    await stop(server.child);
+  }
+}
+
+async function measureIdleMemory(name: ServerName, connections: number, options: BenchOptions): Promise<number> {
+  const server = await startServer(name);
+  const client = startClient();
+  try {
+    await sleep(options.settleMs / 3);
+    const before = rssBytes(server.pid);
+    await ask(client, { kind: 'open', url: `ws://127.0.0.1:${server.port}/echo`, connections, concurrency: 100, localAddresses: LOCAL_ADDRESSES }, 'opened');
+    await sleep(options.settleMs); // let the server settle (GC after the handshake garbage)
+    return (rssBytes(server.pid) - before) / connections;
+  } finally {
+    await stop(client);
+    await stop(server.child);
+  }
+}
+
+/** Upgrades per second (the client's pace) and the server's CPU time per upgrade, microseconds. */
+async function measureUpgrades(name: ServerName, connections: number): Promise<{ perSecond: number; cpuMicros: number }> {
+  const server = await startServer(name);
+  const client = startClient();
+  try {
+    const ticksBefore = cpuTicks(server.pid);
+    const reply = (await ask(
+      client,
+      { kind: 'open', url: `ws://127.0.0.1:${server.port}/echo`, connections, concurrency: 100, localAddresses: LOCAL_ADDRESSES },
+      'opened',
+    )) as Extract<Reply, { kind: 'opened' }>;
+    if (reply.failures > 0) throw new Error(`${name}: ${reply.failures} of ${connections} upgrades failed`);
+    const cpuSeconds = (cpuTicks(server.pid) - ticksBefore) / CLOCK_TICKS_PER_SECOND;
+    return { perSecond: connections / reply.seconds, cpuMicros: (cpuSeconds / connections) * 1e6 };
+  } finally {
+    await stop(client);
+    await stop(server.child);
+  }
+}
+
+/** ws-echo only: SIGTERM with DRAIN_WINDOW_SECONDS=0, time until the process has exited. */
+async function measureDrain(connections: number): Promise<number> {
+  const server = await startServer('ws-echo', { DRAIN_WINDOW_SECONDS: '0', DRAIN_CLOSE_TIMEOUT_SECONDS: '10' });
+  const client = startClient();
+  try {
+    await ask(client, { kind: 'open', url: `ws://127.0.0.1:${server.port}/echo`, connections, concurrency: 100, localAddresses: LOCAL_ADDRESSES }, 'opened');
+    await sleep(500);
+    const exited = once(server.child, 'exit');
+    const started = performance.now();
+    server.child.kill('SIGTERM');
+    const [code] = (await exited) as [number];
+    if (code !== 0) throw new Error(`ws-echo exited with ${code} after the drain`);
+    return (performance.now() - started) / 1000;
+  } finally {
+    await stop(client);
+    await stop(server.child);
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Runs `measure` for both servers `runs` times, alternating, and returns the medians. */
+async function bothServers<T extends number | ThroughputFigures>(runs: number, measure: (name: ServerName) => Promise<T>): Promise<Record<ServerName, T>> {
+  const results: Record<ServerName, T[]> = { 'ws-echo': [], baseline: [] };
+  for (let run = 0; run < runs; run++) {
+    for (const name of ['baseline', 'ws-echo'] as const) results[name].push(await measure(name));
+  }
+  const summarize = (list: T[]): T => {
+    if (typeof list[0] === 'number') return median(list as number[]) as T;
+    const figures = list as ThroughputFigures[];
+    return {
+      messagesPerSecond: median(figures.map((f) => f.messagesPerSecond)),
+      rttP50Ms: median(figures.map((f) => f.rttP50Ms)),
+      rttP99Ms: median(figures.map((f) => f.rttP99Ms)),
+      cpuMicrosPerMessage: median(figures.map((f) => f.cpuMicrosPerMessage)),
+    } as T;
+  };
+  return { 'ws-echo': summarize(results['ws-echo']), baseline: summarize(results.baseline) };
+}
+
+export async function runBench(options: BenchOptions, log: (line: string) => void = () => {}): Promise<BenchResult> {
+  const throughput: BenchResult['throughput'] = [];
+  for (const size of options.sizes) {
+    for (const depth of options.depths) {
+      const servers = await bothServers(options.runs, (name) => measureThroughput(name, options.throughputConnections, size, depth, options));
+      const cpuRatio = servers['ws-echo'].cpuMicrosPerMessage / servers.baseline.cpuMicrosPerMessage;
+      throughput.push({ connections: options.throughputConnections, size, depth, servers, cpuRatio });
+      log(`throughput ${options.throughputConnections}×${size} B depth ${depth}: CPU/msg ratio ${cpuRatio.toFixed(2)}`);
+    }
+  }
+  const scaling: BenchResult['scaling'] = [];
+  for (const connections of options.scalingConnections) {
+    const servers = await bothServers(options.runs, (name) => measureThroughput(name, connections, 64, 1, options));
+    const cpuRatio = servers['ws-echo'].cpuMicrosPerMessage / servers.baseline.cpuMicrosPerMessage;
+    scaling.push({ connections, servers, cpuRatio });
+    log(`scaling ${connections} connections: CPU/msg ratio ${cpuRatio.toFixed(2)}`);
+  }
+  const memory: BenchResult['memory'] = [];
+  for (const connections of [options.idleConnections, ...options.memoryConnections.filter((n) => n !== options.idleConnections)].sort((a, b) => a - b)) {
+    const bytesPerConnection = await bothServers(options.runs, (name) => measureIdleMemory(name, connections, options));
+    memory.push({ connections, bytesPerConnection, ratio: bytesPerConnection['ws-echo'] / bytesPerConnection.baseline });
+    log(`memory at ${connections}: ${Math.round(bytesPerConnection['ws-echo'])} vs ${Math.round(bytesPerConnection.baseline)} bytes/connection`);
+  }
+  const upgradeRuns: Record<ServerName, { perSecond: number; cpuMicros: number }[]> = { 'ws-echo': [], baseline: [] };
+  for (let run = 0; run < options.runs; run++) {
+    for (const name of ['baseline', 'ws-echo'] as const) upgradeRuns[name].push(await measureUpgrades(name, options.upgradeConnections));
+  }
+  const perSecond = { 'ws-echo': median(upgradeRuns['ws-echo'].map((u) => u.perSecond)), baseline: median(upgradeRuns.baseline.map((u) => u.perSecond)) };
+  const cpuMicrosPerUpgrade = {
+    'ws-echo': median(upgradeRuns['ws-echo'].map((u) => u.cpuMicros)),
+    baseline: median(upgradeRuns.baseline.map((u) => u.cpuMicros)),
+  };
+  log(`upgrades: ${Math.round(perSecond['ws-echo'])} vs ${Math.round(perSecond.baseline)} per second`);
+  const drainSeconds = await measureDrain(options.drainConnections);
+  log(`drain of ${options.drainConnections}: ${drainSeconds.toFixed(2)} s`);
+  return {
+    machine: {
+      cpu: cpus()[0]?.model.trim() ?? 'unknown',
+      cores: cpus().length,
+      kernel: release(),
+      node: process.version,
+      date: new Date().toISOString(),
+    },
+    options,
+    throughput,
+    scaling,
+    memory,
+    upgrades: {
+      connections: options.upgradeConnections,
+      perSecond,
+      ratio: perSecond['ws-echo'] / perSecond.baseline,
+      cpuMicrosPerUpgrade,
+      cpuRatio: cpuMicrosPerUpgrade['ws-echo'] / cpuMicrosPerUpgrade.baseline,
+    },
+    drain: { connections: options.drainConnections, seconds: drainSeconds },
+  };
+}
+
+const fmt = (value: number, digits = 1): string => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** The Markdown tables the README's performance section shows. */
+export function benchMarkdown(result: BenchResult, command: string): string {
+  const m = result.machine;
+  const lines = [
+    `Command: \`${command}\` — ${m.date.slice(0, 10)}, ${m.cores}× ${m.cpu}, Linux ${m.kernel}, Node ${m.node}; server on core 0, client on core 1 (\`taskset\`), median of ${result.options.runs} runs of ${result.options.durationMs / 1000} s each.`,
+    '',
+    '| connections × size, depth | ws-echo msg/s | baseline msg/s | ws-echo RTT p50 / p99 | baseline RTT p50 / p99 | ws-echo CPU/msg | baseline CPU/msg | **CPU ratio** |',
+    '|---|---|---|---|---|---|---|---|',
+    ...result.throughput.map((t) => {
+      const e = t.servers['ws-echo'];
+      const b = t.servers.baseline;
+      return `| ${t.connections} × ${t.size} B, ${t.depth} | ${fmt(e.messagesPerSecond, 0)} | ${fmt(b.messagesPerSecond, 0)} | ${fmt(e.rttP50Ms, 2)} / ${fmt(e.rttP99Ms, 2)} ms | ${fmt(b.rttP50Ms, 2)} / ${fmt(b.rttP99Ms, 2)} ms | ${fmt(e.cpuMicrosPerMessage, 2)} µs | ${fmt(b.cpuMicrosPerMessage, 2)} µs | **${fmt(t.cpuRatio, 2)}×** |`;
+    }),
+    '',
+    '| connections (64 B, depth 1) | ws-echo CPU/msg | baseline CPU/msg | CPU ratio | ws-echo msg/s | baseline msg/s |',
+    '|---|---|---|---|---|---|',
+    ...result.scaling.map(
+      (s) =>
+        `| ${s.connections} | ${fmt(s.servers['ws-echo'].cpuMicrosPerMessage, 2)} µs | ${fmt(s.servers.baseline.cpuMicrosPerMessage, 2)} µs | ${fmt(s.cpuRatio, 2)}× | ${fmt(s.servers['ws-echo'].messagesPerSecond, 0)} | ${fmt(s.servers.baseline.messagesPerSecond, 0)} |`,
+    ),
+    '',
+    '| idle connections | ws-echo bytes/connection (RSS) | baseline bytes/connection | ratio |',
+    '|---|---|---|---|',
+    ...result.memory.map(
+      (r) =>
+        `| ${r.connections.toLocaleString('en-US')} | ${fmt(r.bytesPerConnection['ws-echo'], 0)} | ${fmt(r.bytesPerConnection.baseline, 0)} | ${fmt(r.ratio, 2)}× |`,
+    ),
+    '',
+    `Upgrades: ${result.upgrades.connections.toLocaleString('en-US')} connections opened 100 at a time from 8 loopback addresses: ws-echo ${fmt(result.upgrades.perSecond['ws-echo'], 0)}/s, baseline ${fmt(result.upgrades.perSecond.baseline, 0)}/s (**${fmt(result.upgrades.ratio, 2)}×**); server CPU per upgrade ${fmt(result.upgrades.cpuMicrosPerUpgrade['ws-echo'], 0)} µs vs ${fmt(result.upgrades.cpuMicrosPerUpgrade.baseline, 0)} µs (${fmt(result.upgrades.cpuRatio, 2)}×).`,
+    '',
+    `Drain: ${result.drain.connections.toLocaleString('en-US')} connections, \`DRAIN_WINDOW_SECONDS=0\`: SIGTERM to exit 0 in ${fmt(result.drain.seconds, 2)} s (every client answered the 1012 close handshake).`,
+  ];
+  return lines.join('\n');
+}
+
+/** Replaces the text between the bench markers in README.md. */
+export function writeIntoReadme(markdown: string, readme = join(repoRoot, 'README.md')): void {
+  const text = readFileSync(readme, 'utf8');
+  const start = '<!-- bench:start -->';
+  const end = '<!-- bench:end -->';
+  const from = text.indexOf(start);
+  const to = text.indexOf(end);
+  if (from === -1 || to === -1) throw new Error(`${readme} has no ${start} … ${end} markers`);
+  writeFileSync(readme, `${text.slice(0, from + start.length)}\n${markdown}\n${text.slice(to)}`);
+}
+
+export function writeJson(result: BenchResult, path: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(result, null, 2)}\n`);
+}

@@ -1,0 +1,190 @@
+// Run reports: JSON with every figure, a Markdown summary, and an SVG plot of
+// connections per replica over time with the rollout events marked, drawn by
+// Vega-Lite (rendered headless by Vega, no browser needed).
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as vega from 'vega';
+import * as vegaLite from 'vega-lite';
+import type { LoadTotals } from '../load.js';
+import type { ClusterEvent, Sample } from './local-cluster.js';
+
+export interface PromqlCheck {
+  /** When in the run it was evaluated. */
+  readonly when: string;
+  readonly adapter: { readonly query: string; readonly perPod: Record<string, number>; readonly live: Record<string, number>; readonly ok: boolean };
+  readonly keda: {
+    readonly query: string;
+    readonly value: number;
+    readonly live: number;
+    readonly threshold: number;
+    readonly desiredReplicas: number;
+    readonly ok: boolean;
+  };
+}
+
+export interface RunReport {
+  readonly mode: string;
+  readonly command: string;
+  readonly settings: Record<string, unknown>;
+  readonly startedAt: string;
+  readonly durationSeconds: number;
+  readonly totals: LoadTotals;
+  readonly replicas: { readonly initial: string[]; readonly final: string[]; readonly allReplaced: boolean; readonly exitCodes: Record<string, number | null> };
+  readonly events: ClusterEvent[];
+  readonly connectionsPerReplica: Sample[];
+  readonly promql: PromqlCheck[];
+  /** scale-up: max / mean of the replicas' connections over time, from the scale-up on. */
+  readonly imbalance?: { readonly final: number; readonly series: { t: number; ratio: number }[]; readonly secondsToBelow1_25: number | undefined };
+  readonly passed: boolean;
+  readonly failures: string[];
+}
+
+/** Writes report.json, report.md and connections.svg into `dir`; returns their paths. */
+export async function writeReport(report: RunReport, dir: string): Promise<{ json: string; markdown: string; svg: string }> {
+  const json = join(dir, 'report.json');
+  const markdown = join(dir, 'report.md');
+  const svg = join(dir, 'connections.svg');
+  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(svg, await connectionsPlot(report));
+  writeFileSync(markdown, summary(report, 'connections.svg'));
+  return { json, markdown, svg };
+}
+
+/** The Markdown summary; `plot` is the plot's path relative to where the Markdown will live. */
+export function summary(report: RunReport, plot: string): string {
+  const t = report.totals;
+  const rows: [string, string][] = [
+    ['clients', String(t.clients)],
+    ['messages sent', String(t.sent)],
+    ['echoed', String(t.echoed)],
+    ['**lost**', `**${t.lost}**`],
+    ["resent after a cut (lost without the client's resend)", String(t.resent)],
+    ['duplicated', String(t.duplicated)],
+    ['corrupted / out of order', `${t.corrupted} / ${t.outOfOrder}`],
+    ['**abnormal closes** (1006)', `**${t.abnormalCloses}**`],
+    ['**failed upgrades** seen by clients', `**${t.failedUpgrades}**`],
+    [
+      'close codes seen',
+      Object.entries(t.closeCodes)
+        .map(([code, n]) => `${code}×${n}`)
+        .join(', ') || 'none',
+    ],
+    ['reconnects', String(t.reconnects)],
+    ['reconnect gap p50 / p99 / max', `${ms(t.reconnectGapMs.p50)} / ${ms(t.reconnectGapMs.p99)} / ${ms(t.reconnectGapMs.max)}`],
+    ['replicas before → after', `${report.replicas.initial.length} → ${report.replicas.final.length}${report.replicas.allReplaced ? ' (all replaced)' : ''}`],
+  ];
+  if (report.imbalance) {
+    rows.push(['imbalance (max / mean) at the end', report.imbalance.final.toFixed(2)]);
+    rows.push([
+      'time from scale-up to imbalance < 1.25 for good',
+      report.imbalance.secondsToBelow1_25 === undefined ? 'never' : `${report.imbalance.secondsToBelow1_25.toFixed(1)} s`,
+    ]);
+  }
+  const promql = report.promql.map(
+    (p) =>
+      `- ${p.when}: prometheus-adapter \`${p.adapter.query}\` → ${Object.entries(p.adapter.perPod)
+        .map(([pod, v]) => `${shortName(pod)}=${v}`)
+        .join(', ')} ` +
+      `(live ${Object.values(p.adapter.live).join('/')}, ${p.adapter.ok ? 'match' : 'MISMATCH'}); ` +
+      `KEDA \`${p.keda.query}\` → ${p.keda.value} (live ${p.keda.live}, ${p.keda.ok ? 'match' : 'MISMATCH'}; threshold ${p.keda.threshold} → ${p.keda.desiredReplicas} replica(s))`,
+  );
+  return [
+    `# ws-echo local ${report.mode}: ${report.passed ? 'PASSED' : 'FAILED'}`,
+    '',
+    `\`${report.command}\` — ${report.startedAt}, ${report.durationSeconds.toFixed(1)} s`,
+    '',
+    '| figure | value |',
+    '|---|---|',
+    ...rows.map(([k, v]) => `| ${k} | ${v} |`),
+    '',
+    ...(report.failures.length > 0 ? ['Failures:', '', ...report.failures.map((f) => `- ${f}`), ''] : []),
+    ...(promql.length > 0 ? ['PromQL evaluated against the real Prometheus scraping the replicas:', '', ...promql, ''] : []),
+    `![connections per replica](${plot})`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * Vega-Lite: one line per replica, a vertical rule per SIGTERM/SIGKILL and
+ * per replica added; for scale-up, the imbalance (max / mean) below it.
+ */
+export async function connectionsPlot(report: RunReport): Promise<string> {
+  const points = report.connectionsPerReplica.flatMap((s) =>
+    Object.entries(s.connections).map(([replica, connections]) => ({ t: s.t / 1000, replica: shortName(replica), connections })),
+  );
+  const marks = report.events
+    .filter((e) => e.kind === 'sigterm' || e.kind === 'sigkill' || e.kind === 'added')
+    .map((e) => ({ t: e.t / 1000, event: `${e.kind} ${shortName(e.replica)}`, kind: e.kind }));
+  const seconds = { field: 't', type: 'quantitative', title: 'seconds since start' } as const;
+  const connections = {
+    width: 760,
+    height: 300,
+    layer: [
+      {
+        data: { values: marks },
+        mark: { type: 'rule', strokeDash: [4, 3] },
+        encoding: {
+          x: seconds,
+          color: {
+            field: 'kind',
+            type: 'nominal',
+            scale: { domain: ['added', 'sigterm', 'sigkill'], range: ['#9ab', '#d62728', '#000'] },
+            legend: { title: 'event' },
+          },
+        },
+      },
+      {
+        data: { values: points },
+        mark: { type: 'line', interpolate: 'step-after' },
+        encoding: {
+          x: seconds,
+          y: { field: 'connections', type: 'quantitative', title: 'open connections' },
+          stroke: { field: 'replica', type: 'nominal', legend: { title: 'replica', labelLimit: 400 } },
+        },
+      },
+    ],
+    resolve: { scale: { color: 'independent' } },
+  };
+  const imbalance = report.imbalance && {
+    width: 760,
+    height: 120,
+    layer: [
+      {
+        data: { values: report.imbalance.series.map((p) => ({ t: p.t / 1000, ratio: p.ratio })) },
+        mark: { type: 'line', color: '#444' },
+        encoding: { x: seconds, y: { field: 'ratio', type: 'quantitative', title: 'max / mean', scale: { domainMin: 1 } } },
+      },
+      {
+        data: { values: [{ goal: 1.25 }] },
+        mark: { type: 'rule', color: '#2ca02c', strokeDash: [2, 2] },
+        encoding: { y: { field: 'goal', type: 'quantitative' } },
+      },
+    ],
+  };
+  const t = report.totals;
+  const head = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: `Connections per replica: ${report.mode}`,
+      subtitle: `${t.clients} clients, lost ${t.lost}, abnormal closes ${t.abnormalCloses}, failed upgrades ${t.failedUpgrades}`,
+    },
+    config: { background: 'white' },
+  };
+  // Object literals above widen their string literals; the shapes are Vega-Lite's, checked by compile().
+  const spec = (
+    imbalance ? { ...head, vconcat: [connections, imbalance], resolve: { scale: { x: 'shared' } } } : { ...head, ...connections }
+  ) as vegaLite.TopLevelSpec;
+  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
+  const svg = await view.toSVG();
+  view.finalize();
+  return svg;
+}
+
+/** The last two dash-separated parts of a pod name ("7d9f8c6b5a-x2k4q"): enough to tell replicas apart. */
+function shortName(pod: string): string {
+  return pod.split('-').slice(-2).join('-');
+}
+
+function ms(value: number): string {
+  return `${Math.round(value)} ms`;
+}

