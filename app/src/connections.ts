@@ -40,7 +40,6 @@ export class ConnectionRegistry {
   readonly #log: Logger;
   /** Whether per-connection debug lines are wanted: checked once, so no log object is built per connection otherwise. */
   readonly #debug: boolean;
-  readonly #backpressureBytes: number;
   #heartbeat: NodeJS.Timeout | undefined;
 
   // Event handlers shared by all sockets (ws calls them with `this` set to
@@ -53,8 +52,13 @@ export class ConnectionRegistry {
     this.#counters = counters;
     this.#log = logger.child({ module: 'connections' });
     this.#debug = this.#log.isLevelEnabled('debug');
-    this.#backpressureBytes = config.backpressureBytes;
-    const registry = this;
+    // The handlers below are plain functions (ws calls them with `this` set to
+    // the socket), so what they need of the registry is captured here.
+    const { backpressureBytes } = config;
+    const sockets = this.#sockets;
+    const log = this.#log;
+    const debug = this.#debug;
+    const pause = (ws: EchoSocket): void => this.#pause(ws);
 
     this.#onMessage = function onMessage(data, isBinary) {
       const ws = this as EchoSocket;
@@ -67,19 +71,19 @@ export class ConnectionRegistry {
       counters.messagesOut++;
       counters.bytesOut += length;
       // writableNeedDrain (a flag) first: most messages never fill the socket's 16 KiB buffer.
-      if (ws.tcp!.writableNeedDrain && !ws.backpressured && ws.bufferedAmount > registry.#backpressureBytes) registry.#pause(ws);
+      if (ws.tcp!.writableNeedDrain && !ws.backpressured && ws.bufferedAmount > backpressureBytes) pause(ws);
     };
     this.#onClose = function onClose(code) {
-      registry.#sockets.delete(this as EchoSocket);
+      sockets.delete(this as EchoSocket);
       counters.connectionsActive--;
       counters.countClose(code);
-      if (registry.#debug) registry.#log.debug({ code, connections: counters.connectionsActive }, 'connection closed');
+      if (debug) log.debug({ code, connections: counters.connectionsActive }, 'connection closed');
     };
     this.#onError = function onError(err) {
       // ws has already sent the matching close frame (1009, 1007 or 1002); we only count and log.
       const reason = PROTOCOL_ERROR_BY_WS_CODE[err.code ?? ''] ?? 'invalid_frame';
       counters.protocolErrors[reason]++;
-      registry.#log.debug({ reason, wsCode: err.code }, 'protocol error');
+      log.debug({ reason, wsCode: err.code }, 'protocol error');
     };
 
     if (config.heartbeatIntervalSeconds > 0) {

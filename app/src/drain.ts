@@ -1,11 +1,11 @@
 // Graceful drain on SIGTERM: stop taking sockets, close the open ones with
-// 1012 spread over DRAIN_WINDOW_SECONDS so clients reconnect to other pods
-// gradually, terminate whatever is left at the deadline, exit 0.
-// The sequence is the drain contract of DESIGN.md.
-import type { EchoSocket } from './connections.js';
-import type { ClusterIntegration } from './kube.js';
-import type { Service } from './service.js';
+// 1012 spread over the drain window so clients reconnect to other pods
+// gradually, terminate whatever is left at the deadline, exit 0. The steps
+// are the drain contract of docs/ARCHITECTURE.md.
+import type { Admission } from './admission.js';
+import type { Logger } from './logger.js';
 import { randomSample } from './sample.js';
+import { OPEN, type ClosableSocket, type SocketSet } from './sockets.js';
 
 /** serving → draining (closing sockets over the window) → closing (waiting for handshakes) → exited. */
 export const DRAIN_STATES = ['serving', 'draining', 'closing', 'exited'] as const;
@@ -15,13 +15,26 @@ export type DrainState = (typeof DRAIN_STATES)[number];
 export const SERVICE_RESTART = 1012;
 
 /** The schedule runs in batches on one timer, never one timer per socket. */
-const TICK_MS = 50;
+export const TICK_MS = 50;
 /** Progress lines at most this often. */
 const PROGRESS_LOG_MS = 1000;
 /** The drain-end Event may hold up the exit at most this long. */
 const FINAL_EVENT_TIMEOUT_MS = 500;
 /** After a second signal, handshakes get at most this long. */
 const FAST_CLOSE_TIMEOUT_MS = 1000;
+
+/** The drain's numbers, read by the metrics at scrape time. */
+export class DrainProgress {
+  readonly states = DRAIN_STATES;
+  state: DrainState = 'serving';
+  /** Connections open when the drain began. */
+  connections = 0;
+  closeFramesSent = 0;
+  /** Sockets that finished the close handshake after our 1012, before the deadline. */
+  closedGracefully = 0;
+  /** Sockets still open at the deadline, terminated without a handshake. */
+  terminated = 0;
+}
 
 export interface DrainSummary {
   readonly connections: number;
@@ -31,25 +44,34 @@ export interface DrainSummary {
   readonly durationMs: number;
 }
 
-export interface DrainDeps {
+/** Kubernetes Events on the pod (kube-api.ts): resolve within their timeout, never reject. */
+export interface PodEvents {
+  podEvent(reason: string, message: string, timeoutMs?: number): Promise<void>;
+}
+
+export interface DrainOptions {
+  readonly sockets: SocketSet;
+  /** Set to not accepting when the drain begins: readiness 503, upgrades 503. */
+  readonly admission: Pick<Admission, 'accepting'>;
+  readonly windowSeconds: number;
+  readonly closeTimeoutSeconds: number;
+  readonly logger: Logger;
   /** process.exit in production; tests pass a recorder. */
-  exit(code: number): void;
-  /** Stopped when the drain begins: it must not close sockets or refuse upgrades on its own any more. */
-  rebalancer?: { stop(): void };
-  now?: () => number;
-  random?: () => number;
+  readonly exit: (code: number) => void;
+  readonly events?: PodEvents | undefined;
+  /** Called once as the drain begins: whatever else closes sockets or refuses upgrades must stop (the rebalancer, the deletion-cost reporter). */
+  readonly onBegin?: () => void;
+  readonly now?: () => number;
+  readonly random?: () => number;
 }
 
 export class DrainController {
-  #state: DrainState = 'serving';
-  readonly #service: Service;
-  readonly #cluster: ClusterIntegration;
-  readonly #exit: (code: number) => void;
-  readonly #rebalancer: { stop(): void } | undefined;
+  readonly progress = new DrainProgress();
+  readonly #o: DrainOptions;
   readonly #now: () => number;
-  readonly #random: () => number;
-  readonly #log;
-  #queue: EchoSocket[] = [];
+  readonly #log: Logger;
+  #queue: ClosableSocket[] = [];
+  /** Queue positions handed a close so far (sockets already closed get none). */
   #sent = 0;
   #startedAt = 0;
   #windowMs = 0;
@@ -60,84 +82,70 @@ export class DrainController {
   /** Resolves once the drain is over, just before exit(0) is called. */
   readonly finished = new Promise<DrainSummary>((resolve) => (this.#resolveFinished = resolve));
 
-  constructor(service: Service, cluster: ClusterIntegration, deps: DrainDeps) {
-    this.#service = service;
-    this.#cluster = cluster;
-    this.#exit = deps.exit;
-    this.#rebalancer = deps.rebalancer;
-    this.#now = deps.now ?? Date.now;
-    this.#random = deps.random ?? Math.random;
-    this.#log = service.logger.child({ module: 'drain' });
+  constructor(options: DrainOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#log = options.logger.child({ module: 'drain' });
   }
 
   get state(): DrainState {
-    return this.#state;
+    return this.progress.state;
   }
 
   /** SIGTERM/SIGINT: the first starts the drain, a second closes everything at once. Safe to call any number of times. */
   onSignal(signal: string): void {
-    if (this.#state === 'serving') this.#begin(signal);
-    else if (this.#state !== 'exited') this.#hurry(signal);
-  }
-
-  #setState(state: DrainState): void {
-    this.#state = state;
-    this.#service.counters.drainState = state;
+    if (this.state === 'serving') this.#begin(signal);
+    else if (this.state !== 'exited') this.#hurry(signal);
   }
 
   #begin(signal: string): void {
-    const { config, connections, admission, counters } = this.#service;
-    this.#setState('draining');
+    const { windowSeconds, closeTimeoutSeconds } = this.#o;
+    this.progress.state = 'draining';
     // Readiness 503 and upgrades 503 + Retry-After, from this instant.
-    admission.accepting = false;
-    this.#cluster.stopDeletionCost();
-    this.#rebalancer?.stop();
+    this.#o.admission.accepting = false;
+    this.#o.onBegin?.();
     this.#startedAt = this.#now();
     this.#lastProgressLog = this.#startedAt;
-    this.#windowMs = config.drainWindowSeconds * 1000;
-    this.#deadline = this.#startedAt + this.#windowMs + config.drainCloseTimeoutSeconds * 1000;
-    const sockets = connections.snapshot();
-    this.#queue = randomSample(sockets, sockets.length, this.#random);
-    counters.drainConnections = this.#queue.length;
-    this.#log.info(
-      { signal, connections: this.#queue.length, windowSeconds: config.drainWindowSeconds, closeTimeoutSeconds: config.drainCloseTimeoutSeconds },
-      'drain started',
-    );
+    this.#windowMs = windowSeconds * 1000;
+    this.#deadline = this.#startedAt + this.#windowMs + closeTimeoutSeconds * 1000;
+    const sockets = this.#o.sockets.snapshot();
+    this.#queue = randomSample(sockets, sockets.length, this.#o.random ?? Math.random);
+    this.progress.connections = this.#queue.length;
+    this.#log.info({ signal, connections: this.#queue.length, windowSeconds, closeTimeoutSeconds }, 'drain started');
     // Not awaited: an API server that is slow must not slow the drain.
-    void this.#cluster.podEvent('DrainStarted', `closing ${this.#queue.length} WebSocket connections with 1012 over ${config.drainWindowSeconds}s (${signal})`);
+    void this.#o.events?.podEvent('DrainStarted', `closing ${this.#queue.length} WebSocket connections with 1012 over ${windowSeconds}s (${signal})`);
     this.#timer = setInterval(() => this.#tick(), TICK_MS).unref();
     this.#tick();
   }
 
   #hurry(signal: string): void {
-    this.#log.info({ signal, open: this.#service.connections.size }, 'second signal: closing every connection now');
+    this.#log.info({ signal, open: this.#o.sockets.size }, 'second signal: closing every connection now');
     this.#closeDue(this.#queue.length);
-    this.#deadline = Math.min(this.#deadline, this.#now() + Math.min(FAST_CLOSE_TIMEOUT_MS, this.#service.config.drainCloseTimeoutSeconds * 1000));
+    this.#deadline = Math.min(this.#deadline, this.#now() + Math.min(FAST_CLOSE_TIMEOUT_MS, this.#o.closeTimeoutSeconds * 1000));
     this.#tick();
   }
 
   #tick(): void {
-    if (this.#state === 'exited') return;
+    if (this.state === 'exited') return;
     const now = this.#now();
     const elapsed = now - this.#startedAt;
-    if (this.#state === 'draining') {
+    if (this.state === 'draining') {
       // Evenly spread: by time t, ceil(n · t / window) sockets have had their close frame.
       const n = this.#queue.length;
-      const due = this.#windowMs === 0 ? n : Math.min(n, Math.ceil((n * elapsed) / this.#windowMs));
-      this.#closeDue(due);
+      this.#closeDue(this.#windowMs === 0 ? n : Math.min(n, Math.ceil((n * elapsed) / this.#windowMs)));
     }
-    const open = this.#service.connections.size;
+    const open = this.#o.sockets.size;
     if (now - this.#lastProgressLog >= PROGRESS_LOG_MS) {
       this.#lastProgressLog = now;
-      this.#log.info({ state: this.#state, closeFramesSent: this.#sent, open, elapsedMs: elapsed }, 'drain progress');
+      this.#log.info({ state: this.state, closeFramesSent: this.progress.closeFramesSent, open, elapsedMs: elapsed }, 'drain progress');
     }
     if (open === 0) {
       void this.#finish();
     } else if (now >= this.#deadline) {
       // Peers that never answered our close frame (or vanished without FIN).
-      for (const ws of this.#service.connections.snapshot()) {
+      for (const ws of this.#o.sockets.snapshot()) {
         ws.terminate();
-        this.#service.counters.drainTerminated++;
+        this.progress.terminated++;
       }
       void this.#finish();
     }
@@ -145,38 +153,37 @@ export class DrainController {
 
   /** Sends 1012 to the queued sockets up to index `due`. */
   #closeDue(due: number): void {
-    const counters = this.#service.counters;
     while (this.#sent < due) {
       const ws = this.#queue[this.#sent++]!;
       // Echoes already queued on this socket go out before the close frame: ws writes in order.
-      if (ws.readyState === ws.OPEN) {
+      if (ws.readyState === OPEN) {
         ws.close(SERVICE_RESTART, 'service restart');
-        counters.drainCloseFramesSent++;
+        this.progress.closeFramesSent++;
       }
     }
-    if (this.#sent === this.#queue.length && this.#state === 'draining') this.#setState('closing');
+    if (this.#sent === this.#queue.length && this.state === 'draining') this.progress.state = 'closing';
   }
 
   async #finish(): Promise<void> {
-    if (this.#state === 'exited') return;
+    if (this.state === 'exited') return;
     clearInterval(this.#timer);
-    this.#setState('exited');
-    const counters = this.#service.counters;
-    counters.drainClosedGracefully = Math.max(0, counters.drainCloseFramesSent - counters.drainTerminated);
+    const progress = this.progress;
+    progress.state = 'exited';
+    progress.closedGracefully = Math.max(0, progress.closeFramesSent - progress.terminated);
     const summary: DrainSummary = {
-      connections: counters.drainConnections,
-      closeFramesSent: counters.drainCloseFramesSent,
-      closedGracefully: counters.drainClosedGracefully,
-      terminated: counters.drainTerminated,
+      connections: progress.connections,
+      closeFramesSent: progress.closeFramesSent,
+      closedGracefully: progress.closedGracefully,
+      terminated: progress.terminated,
       durationMs: this.#now() - this.#startedAt,
     };
     this.#log.info(summary, 'drain finished');
-    await this.#cluster.podEvent(
+    await this.#o.events?.podEvent(
       'DrainFinished',
       `closed ${summary.closedGracefully} connections gracefully and terminated ${summary.terminated} in ${(summary.durationMs / 1000).toFixed(1)}s`,
       FINAL_EVENT_TIMEOUT_MS,
     );
     this.#resolveFinished(summary);
-    this.#exit(0);
+    this.#o.exit(0);
   }
 }

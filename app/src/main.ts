@@ -1,10 +1,9 @@
-// Entry point: read the configuration, start the service, connect to the
-// cluster if there is one, and hand SIGTERM/SIGINT to the drain controller.
+// Entry point: read the configuration, connect to the cluster if there is
+// one, start the service, and hand SIGTERM/SIGINT to the drain controller.
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { DrainController } from './drain.js';
-import { createClusterIntegration } from './kube.js';
+import { connectToCluster } from './kube.js';
 import { createLogger } from './logger.js';
-import { Rebalancer } from './rebalance.js';
+import { Counters } from './metrics.js';
 import { startService } from './service.js';
 
 function readConfig(): Config {
@@ -21,13 +20,9 @@ function readConfig(): Config {
 
 const config = readConfig();
 const logger = createLogger(config.logLevel, config.podName);
-const service = await startService(config, logger);
-const cluster = await createClusterIntegration(config, logger, service.counters);
-cluster.startDeletionCost(() => service.connections.size);
-
-const rebalancer = new Rebalancer(service, cluster);
-rebalancer.start();
-
-const drain = new DrainController(service, cluster, { exit: (code) => process.exit(code), rebalancer });
-process.on('SIGTERM', () => drain.onSignal('SIGTERM'));
-process.on('SIGINT', () => drain.onSignal('SIGINT'));
+const counters = new Counters();
+const cluster = await connectToCluster(config, logger, counters);
+const service = await startService(config, logger, { exit: (code) => process.exit(code), cluster, counters });
+service.startBackground();
+process.on('SIGTERM', () => service.drain.onSignal('SIGTERM'));
+process.on('SIGINT', () => service.drain.onSignal('SIGINT'));

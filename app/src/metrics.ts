@@ -3,11 +3,6 @@
 // and no label lookup. Served on METRICS_PORT, never on the public port.
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { DRAIN_STATES, type DrainState } from './drain.js';
-
-/** Where the rebalancer's fair share comes from: the fleet's mean, the configured target, or nowhere (off). */
-export const REBALANCE_SOURCES = ['fleet', 'target', 'none'] as const;
-export type RebalanceSource = (typeof REBALANCE_SOURCES)[number];
 
 /** Why an upgrade was refused; the label values of websocket_upgrades_rejected_total. */
 export const REJECT_REASONS = [
@@ -44,19 +39,6 @@ export class Counters {
   heartbeatTerminations = 0;
   backpressurePauses = 0;
   acceptErrors = 0;
-  drainState: DrainState = 'serving';
-  /** Connections open when the drain began. */
-  drainConnections = 0;
-  drainCloseFramesSent = 0;
-  /** Sockets that finished the close handshake after our 1012, before the deadline. */
-  drainClosedGracefully = 0;
-  /** Sockets still open at the drain deadline, terminated without a handshake. */
-  drainTerminated = 0;
-  /** Rebalancer: where the fair share comes from, the share, and what was shed. */
-  rebalanceSource: RebalanceSource = 'none';
-  rebalanceShare = 0;
-  rebalanceShedding = false;
-  rebalanceShed = 0;
   /** Kubernetes API requests by `${call} ${result}`. */
   readonly kubeApi = new Map<string, number>();
 
@@ -74,12 +56,40 @@ function zeroes<K extends string>(keys: readonly K[]): Record<K, number> {
   return Object.fromEntries(keys.map((k) => [k, 0])) as Record<K, number>;
 }
 
-/** Values only known by asking a live object, read at scrape time. */
-export interface MetricSources {
+/** Values only known by asking the open connections, read at scrape time. */
+export interface ConnectionGauges {
   /** Sum of bytes queued for clients that have not read them yet. */
   bufferedBytes(): number;
   /** Connections whose reading is paused by backpressure right now. */
   pausedConnections(): number;
+}
+
+/** The drain's numbers (drain.ts DrainProgress). */
+export interface DrainStatus {
+  readonly states: readonly string[];
+  readonly state: string;
+  readonly connections: number;
+  readonly closeFramesSent: number;
+  readonly closedGracefully: number;
+  readonly terminated: number;
+}
+
+/** The rebalancer's numbers (rebalance.ts RebalanceStatus). */
+export interface RebalanceStatus {
+  readonly sources: readonly string[];
+  readonly source: string;
+  readonly share: number;
+  readonly shedding: boolean;
+  readonly shed: number;
+}
+
+/** Everything the registry reads at scrape time. */
+export interface MetricSources {
+  readonly counters: Counters;
+  readonly connections: ConnectionGauges;
+  readonly maxConnections: number;
+  readonly drain: DrainStatus;
+  readonly rebalance: RebalanceStatus;
 }
 
 /**
@@ -87,7 +97,7 @@ export interface MetricSources {
  * prom-client at scrape time; counters are reset and re-set because the
  * source of truth is `Counters`, not prom-client.
  */
-export function createRegistry(counters: Counters, sources: MetricSources, maxConnections: number): Registry {
+export function createRegistry({ counters, connections, maxConnections, drain, rebalance }: MetricSources): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
@@ -123,7 +133,7 @@ export function createRegistry(counters: Counters, sources: MetricSources, maxCo
     (label: string, values: () => Record<string, number>): Read =>
     () =>
       Object.entries(values()).map(([key, value]) => [{ [label]: key }, value] as const);
-  const oneOf = <T extends string>(label: string, all: readonly T[], current: () => T): Read =>
+  const oneOf = (label: string, all: readonly string[], current: () => string): Read =>
     by(label, () => Object.fromEntries(all.map((v) => [v, v === current() ? 1 : 0])));
 
   gauge(
@@ -196,13 +206,13 @@ export function createRegistry(counters: Counters, sources: MetricSources, maxCo
     'websocket_backpressure_paused_connections',
     'Connections whose reading is paused by backpressure now',
     [],
-    single(() => sources.pausedConnections()),
+    single(() => connections.pausedConnections()),
   );
   gauge(
     'websocket_buffered_bytes',
     'Bytes queued for clients that have not read them yet, summed over connections',
     [],
-    single(() => sources.bufferedBytes()),
+    single(() => connections.bufferedBytes()),
   );
   counter(
     'websocket_accept_errors_total',
@@ -214,55 +224,55 @@ export function createRegistry(counters: Counters, sources: MetricSources, maxCo
     'websocket_drain_state',
     'Drain state machine: 1 for the current state (serving, draining, closing, exited)',
     ['state'],
-    oneOf('state', DRAIN_STATES, () => counters.drainState),
+    oneOf('state', drain.states, () => drain.state),
   );
   gauge(
     'websocket_drain_connections',
     'Connections open when the drain began',
     [],
-    single(() => counters.drainConnections),
+    single(() => drain.connections),
   );
   counter(
     'websocket_drain_close_frames_sent_total',
     'Close frames with 1012 (service restart) sent by the drain',
     [],
-    single(() => counters.drainCloseFramesSent),
+    single(() => drain.closeFramesSent),
   );
   counter(
     'websocket_drain_connections_closed_total',
     'Connections closed by the drain: graceful (close handshake done) or terminated (deadline passed)',
     ['how'],
-    by('how', () => ({ graceful: counters.drainClosedGracefully, terminated: counters.drainTerminated })),
+    by('how', () => ({ graceful: drain.closedGracefully, terminated: drain.terminated })),
   );
   gauge(
     'websocket_rebalance_source',
     "1 for where the rebalancer's fair share comes from: fleet (mean of the Deployment's pods), target (REBALANCE_TARGET_CONNECTIONS), none",
     ['source'],
-    oneOf('source', REBALANCE_SOURCES, () => counters.rebalanceSource),
+    oneOf('source', rebalance.sources, () => rebalance.source),
   );
   gauge(
     'websocket_rebalance_share',
     'Fair share of connections for this pod (0 when unknown)',
     [],
-    single(() => counters.rebalanceShare),
+    single(() => rebalance.share),
   );
   gauge(
     'websocket_rebalance_excess',
     'Connections above the fair share (0 when at or below it, or when the share is unknown)',
     [],
-    single(() => (counters.rebalanceShare > 0 ? Math.max(0, counters.connectionsActive - counters.rebalanceShare) : 0)),
+    single(() => (rebalance.share > 0 ? Math.max(0, counters.connectionsActive - rebalance.share) : 0)),
   );
   gauge(
     'websocket_rebalance_shedding',
     '1 while this pod sheds connections and refuses upgrades to move load to emptier pods',
     [],
-    single(() => (counters.rebalanceShedding ? 1 : 0)),
+    single(() => (rebalance.shedding ? 1 : 0)),
   );
   counter(
     'websocket_rebalance_shed_total',
     'Connections closed (1013) to move them to emptier pods',
     [],
-    single(() => counters.rebalanceShed),
+    single(() => rebalance.shed),
   );
   counter(
     'websocket_kubernetes_api_requests_total',

@@ -6,12 +6,12 @@
 // treats like 1012, and answers new upgrades with 503 meanwhile, so the
 // Ingress retries them on another pod (with cookie affinity,
 // session-cookie-change-on-failure moves the client's cookie along).
+import type { Admission } from './admission.js';
 import type { RebalanceConfig } from './config.js';
-import type { ClusterIntegration } from './kube.js';
+import type { FleetPod } from './kube-api.js';
 import type { Logger } from './logger.js';
-import type { RebalanceSource } from './metrics.js';
 import { randomSample } from './sample.js';
-import type { Service } from './service.js';
+import { OPEN, type SocketSet } from './sockets.js';
 
 /** RFC 6455 §7.4.1 / IANA registry: 1013 "Try Again Later". */
 export const TRY_AGAIN_LATER = 1013;
@@ -27,15 +27,44 @@ export interface FairShare {
   readonly share: number;
 }
 
-export interface RebalanceDeps {
-  now?: () => number;
-  random?: () => number;
+/** Where the fair share comes from: the fleet's mean, the configured target, or nowhere (off). */
+export const REBALANCE_SOURCES = ['fleet', 'target', 'none'] as const;
+export type RebalanceSource = (typeof REBALANCE_SOURCES)[number];
+
+/** The rebalancer's numbers, read by the metrics at scrape time. */
+export class RebalanceStatus {
+  readonly sources = REBALANCE_SOURCES;
+  source: RebalanceSource = 'none';
+  /** Connections this pod should hold; 0 when unknown. */
+  share = 0;
+  /** True while the pod sheds and refuses upgrades. */
+  shedding = false;
+  /** Connections closed with 1013 so far. */
+  shed = 0;
+}
+
+/** The pods of our Deployment with their reported connection counts (kube-api.ts). */
+export interface FleetView {
+  listFleet(selector: string): Promise<FleetPod[] | undefined>;
+}
+
+export interface RebalancerOptions {
+  readonly sockets: SocketSet;
+  /** Read: no rounds while the pod drains. Set: upgrades refused while shedding. */
+  readonly admission: Admission;
+  readonly config: RebalanceConfig;
+  /** Our own pod, to find our report among the fleet's. */
+  readonly podName: string;
+  readonly fleet?: FleetView | undefined;
+  readonly logger: Logger;
+  readonly now?: () => number;
+  readonly random?: () => number;
 }
 
 export class Rebalancer {
+  readonly status = new RebalanceStatus();
   #state: RebalanceState = 'balanced';
-  readonly #service: Service;
-  readonly #cluster: ClusterIntegration;
+  readonly #o: RebalancerOptions;
   readonly #config: RebalanceConfig;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -48,13 +77,12 @@ export class Rebalancer {
   #aboveLastRound = false;
   #lastSource: RebalanceSource | undefined;
 
-  constructor(service: Service, cluster: ClusterIntegration, deps: RebalanceDeps = {}) {
-    this.#service = service;
-    this.#cluster = cluster;
-    this.#config = service.config.rebalance;
-    this.#log = service.logger.child({ module: 'rebalance' });
-    this.#now = deps.now ?? Date.now;
-    this.#random = deps.random ?? Math.random;
+  constructor(options: RebalancerOptions) {
+    this.#o = options;
+    this.#config = options.config;
+    this.#log = options.logger.child({ module: 'rebalance' });
+    this.#now = options.now ?? Date.now;
+    this.#random = options.random ?? Math.random;
   }
 
   get state(): RebalanceState {
@@ -84,13 +112,12 @@ export class Rebalancer {
    * and stops at the share. Exposed for tests.
    */
   async tick(): Promise<void> {
-    if (this.#busy || !this.#service.admission.accepting) return;
+    if (this.#busy || !this.#o.admission.accepting) return;
     this.#busy = true;
     try {
       const { source, share } = await this.fairShare();
-      const counters = this.#service.counters;
-      counters.rebalanceSource = source;
-      counters.rebalanceShare = share;
+      this.status.source = source;
+      this.status.share = share;
       if (source !== this.#lastSource) {
         this.#log.info(
           { source, share },
@@ -98,7 +125,7 @@ export class Rebalancer {
         );
         this.#lastSource = source;
       }
-      const own = this.#service.connections.size;
+      const own = this.#o.sockets.size;
       const now = this.#now();
       if (this.#state === 'balanced') {
         // Two rounds in a row above the threshold: one stale report or a burst of connects is no reason to move anyone.
@@ -126,17 +153,17 @@ export class Rebalancer {
 
   /** The mean of the fleet when we can see it, else the configured target, else unknown. */
   async fairShare(): Promise<FairShare> {
-    const own = this.#service.connections.size;
+    const own = this.#o.sockets.size;
     const selector = this.#config.podSelector;
-    if (selector !== undefined && this.#cluster.enabled) {
-      const pods = await this.#cluster.listFleet(selector);
+    if (selector !== undefined && this.#o.fleet !== undefined) {
+      const pods = await this.#o.fleet.listFleet(selector);
       if (pods !== undefined) {
         // The mean of the serving pods' pod-deletion-cost reports, ours
         // included: all equally stale, so their sum is the fleet's total as of
         // a moment ago (clients only move between pods). Mixing our live count
         // with the others' old reports would count moved clients twice or not
         // at all. A pod that just started reports 0 until its first patch.
-        const me = this.#service.config.podName;
+        const me = this.#o.podName;
         const serving = pods.filter((p) => p.serving);
         const counts = serving.map((p) => p.connections);
         if (!serving.some((p) => p.name === me)) counts.push(own);
@@ -150,8 +177,8 @@ export class Rebalancer {
 
   #setState(state: RebalanceState): void {
     this.#state = state;
-    this.#service.admission.rebalancing = state === 'shedding';
-    this.#service.counters.rebalanceShedding = state === 'shedding';
+    this.#o.admission.rebalancing = state === 'shedding';
+    this.status.shedding = state === 'shedding';
   }
 
   // The interval's budget leaves in a few batches at random moments, so the
@@ -171,12 +198,12 @@ export class Rebalancer {
 
   #shed(count: number, share: number): void {
     if (this.#state !== 'shedding') return;
-    const open = this.#service.connections.snapshot().filter((ws) => ws.readyState === ws.OPEN);
+    const open = this.#o.sockets.snapshot().filter((ws) => ws.readyState === OPEN);
     // Never below the share, whatever happened since the budget was set.
     const n = Math.min(count, open.length - share);
     for (const ws of randomSample(open, n, this.#random)) {
       ws.close(TRY_AGAIN_LATER, 'rebalancing: reconnect');
-      this.#service.counters.rebalanceShed++;
+      this.status.shed++;
       this.#shedThisEpisode++;
     }
   }

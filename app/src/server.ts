@@ -1,25 +1,17 @@
-// The public port: routes plain HTTP (/healthz, /readyz) and decides, for
-// every upgrade request, whether it becomes a WebSocket or gets an HTTP error.
+// The public port: routes plain HTTP (/healthz, /readyz, the demo page) and
+// carries out admission.ts's decision for every upgrade request: a WebSocket,
+// or an HTTP error.
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { canonicalOrigin, type Config } from './config.js';
+import { decideUpgrade, RETRY_AFTER_SECONDS, type Admission, type AdmissionPolicy } from './admission.js';
+import type { Config } from './config.js';
 import { ConnectionRegistry, EchoSocket } from './connections.js';
 import { demoPage, SERVED_BY_PARAM } from './demo.js';
-import { descriptorBudget } from './descriptors.js';
+import { guardAccepts } from './descriptors.js';
 import type { Logger } from './logger.js';
 import type { Counters, HttpError, RejectReason } from './metrics.js';
 
-/** Whether the public port takes new sockets; the drain controller and the rebalancer flip it. */
-export interface Admission {
-  /** False once the pod drains: /readyz answers 503 and upgrades get 503. */
-  accepting: boolean;
-  /** True while the pod sheds load after a scale-up: upgrades get 503, readiness stays 200. */
-  rebalancing: boolean;
-}
-
-/** Seconds a client refused with 503 (draining, rebalancing, full) is told to wait (Retry-After). */
-export const RETRY_AFTER_SECONDS = 1;
 const RETRY_LATER = { 'Retry-After': String(RETRY_AFTER_SECONDS) } as const;
 
 export interface PublicServer {
@@ -33,7 +25,6 @@ export interface PublicServer {
  */
 export function createPublicServer(config: Config, connections: ConnectionRegistry, admission: Admission, counters: Counters, logger: Logger): PublicServer {
   const log = logger.child({ module: 'server' });
-  const allowedOrigins = new Set(config.allowedOrigins);
   const servedBy = `X-Served-By: ${config.podName.replace(/[^\x21-\x7e]/g, '_')}`;
   const servedByMessage = `served-by ${config.podName}`;
   const page = demoPage(config.wsPath);
@@ -62,40 +53,23 @@ export function createPublicServer(config: Config, connections: ConnectionRegist
     reject(socket, 'invalid_handshake', status, err.message, extra);
   });
 
+  const policy: AdmissionPolicy = { wsPath: config.wsPath, allowedOrigins: new Set(config.allowedOrigins), maxConnections: config.maxConnections };
   let full = false;
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    // RFC 6455 §4.2.1: a handshake without Host is refused. Node answers 400
-    // itself for plain requests (requireHostHeader) but hands upgrades to us.
-    if (req.headers.host === undefined) {
-      return reject(socket, 'invalid_handshake', 400, 'missing Host header');
-    }
-    if (pathOf(req.url) !== config.wsPath) {
-      return reject(socket, 'path', 404, `no WebSocket endpoint here; connect to ${config.wsPath}`);
-    }
-    if (!admission.accepting) {
-      return reject(socket, 'draining', 503, 'this replica is shutting down; retry', RETRY_LATER);
-    }
-    const origin = req.headers.origin;
-    // Browsers always send Origin; clients without one are not browsers, so
-    // cross-site WebSocket hijacking does not apply to them.
-    if (origin !== undefined && allowedOrigins.size > 0 && !allowedOrigins.has(canonicalOrigin(origin) ?? '')) {
-      return reject(socket, 'origin', 403, `origin ${origin} is not allowed`);
-    }
-    if (admission.rebalancing) {
-      return reject(socket, 'rebalancing', 503, 'this replica holds more than its share of connections; retry on another', RETRY_LATER);
-    }
-    if (connections.size >= config.maxConnections) {
-      if (!full) log.warn({ maxConnections: config.maxConnections }, 'connection limit reached, refusing upgrades with 503');
-      full = true;
-      return reject(socket, 'max_connections', 503, 'connection limit reached; retry on another replica', RETRY_LATER);
-    }
-    if (full) {
-      log.info({ connections: connections.size }, 'below the connection limit again');
-      full = false;
-    }
+    const decision = decideUpgrade(
+      { host: req.headers.host, path: pathOf(req.url), origin: req.headers.origin },
+      { ...admission, connections: connections.size },
+      policy,
+    );
+    // Say once when the pod fills up and once when it has room again, not per refused client.
+    const nowFull = !decision.admit && decision.reason === 'max_connections';
+    if (nowFull && !full) log.warn({ maxConnections: config.maxConnections }, 'connection limit reached, refusing upgrades with 503');
+    if (decision.admit && full) log.info({ connections: connections.size }, 'below the connection limit again');
+    if (nowFull || decision.admit) full = nowFull;
+    if (!decision.admit) return reject(socket, decision.reason, decision.status, decision.message, decision.retryLater ? RETRY_LATER : undefined);
     const announce = wantsServedBy(req.url);
     wss.handleUpgrade(req, socket, head, (ws) => {
-      connections.add(ws as EchoSocket, socket);
+      connections.add(ws, socket);
       // Browsers cannot read the 101's X-Served-By header; the demo page asks for it as a first message instead.
       if (announce) ws.send(servedByMessage);
     });
@@ -149,31 +123,7 @@ export function createPublicServer(config: Config, connections: ConnectionRegist
     log.debug({ reason, code: err.code }, 'malformed request');
     writeHttpError(socket, status, STATUS_CODES[status] ?? 'error');
   });
-  // Out of file descriptors, libuv closes new connections itself and never
-  // reports EMFILE (see descriptors.ts), so stop short of RLIMIT_NOFILE: past
-  // the budget Node drops each new connection and emits 'drop'. After listen()
-  // the only 'error' a server emits is an accept failure libuv does report.
-  // Either way: count it, log it once, keep serving the connections we have.
-  const budget = descriptorBudget();
-  if (budget !== undefined) http.maxConnections = budget.connections;
-  let acceptErrorLogged = false;
-  const acceptFailed = (err?: Error): void => {
-    counters.acceptErrors++;
-    if (acceptErrorLogged) return;
-    acceptErrorLogged = true;
-    log.error(
-      { ...(err ? { err } : {}), openFilesLimit: budget?.limit, connectionBudget: budget?.connections },
-      'cannot accept connections: out of file descriptors (raise RLIMIT_NOFILE or lower MAX_CONNECTIONS); counting further failures in websocket_accept_errors_total',
-    );
-  };
-  http.on('drop', () => acceptFailed());
-  http.on('listening', () => http.on('error', acceptFailed));
-  if (budget !== undefined && budget.connections < config.maxConnections) {
-    log.warn(
-      { openFilesLimit: budget.limit, connectionBudget: budget.connections, maxConnections: config.maxConnections },
-      'RLIMIT_NOFILE allows fewer connections than MAX_CONNECTIONS; past the budget new connections are dropped',
-    );
-  }
+  guardAccepts(http, config.maxConnections, () => counters.acceptErrors++, log);
   return { http, wss };
 }
 

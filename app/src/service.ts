@@ -1,14 +1,26 @@
-// The service assembled: public server, connection registry and metrics,
-// listening. main.ts runs it as a process; tests start it in-process.
+// The service assembled: the public server and its connections, the drain
+// controller, the rebalancer, the deletion-cost reporter and the metrics,
+// listening. main.ts runs it as a process (config, signals, exit); tests
+// start it in-process.
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import type { Admission } from './admission.js';
 import type { Config } from './config.js';
 import { ConnectionRegistry } from './connections.js';
+import { DeletionCostReporter } from './deletion-cost.js';
+import { DrainController } from './drain.js';
+import type { KubernetesApi } from './kube-api.js';
 import type { Logger } from './logger.js';
 import { Counters, createMetricsServer, createRegistry } from './metrics.js';
-import { createPublicServer, type Admission } from './server.js';
+import { Rebalancer } from './rebalance.js';
+import { createPublicServer } from './server.js';
+
+/** How often the deletion-cost reporter looks at the connection count. */
+const DELETION_COST_CHECK_MS = 1000;
+/** After a failed pod-deletion-cost patch, this long before the next try. */
+const DELETION_COST_BACKOFF_MS = 60_000;
 
 export interface Service {
   readonly config: Config;
@@ -20,6 +32,12 @@ export interface Service {
   readonly counters: Counters;
   readonly registry: Registry;
   readonly logger: Logger;
+  readonly drain: DrainController;
+  readonly rebalancer: Rebalancer;
+  /** The Kubernetes API when the integration is on. */
+  readonly cluster: KubernetesApi | undefined;
+  /** Starts the rebalancer's rounds and the deletion-cost reports (main.ts does; tests drive them themselves). */
+  startBackground(): void;
   /**
    * Releases everything at once: terminates any socket still open and closes
    * both ports. The graceful path is the drain; this is for the end of it and
@@ -28,11 +46,45 @@ export interface Service {
   close(): Promise<void>;
 }
 
-export async function startService(config: Config, logger: Logger): Promise<Service> {
-  const counters = new Counters();
+export interface ServiceDeps {
+  /** What the drain calls when it is over: process.exit in main.ts, a recorder in tests. */
+  readonly exit: (code: number) => void;
+  /** The Kubernetes API (kube.ts connectToCluster), when the integration is on. */
+  readonly cluster?: KubernetesApi | undefined;
+  /** Counters shared with the cluster connection made before the service (its API calls are counted here). */
+  readonly counters?: Counters;
+}
+
+export async function startService(config: Config, logger: Logger, deps: ServiceDeps): Promise<Service> {
+  const counters = deps.counters ?? new Counters();
   const admission: Admission = { accepting: true, rebalancing: false };
   const connections = new ConnectionRegistry(config, counters, logger);
-  const registry = createRegistry(counters, connections, config.maxConnections);
+  const cluster = deps.cluster;
+  const deletionCost =
+    cluster &&
+    new DeletionCostReporter({
+      patch: (cost) => cluster.patchDeletionCost(cost),
+      connectionCount: () => connections.size,
+      minIntervalMs: config.podDeletionCostIntervalSeconds * 1000,
+      checkIntervalMs: DELETION_COST_CHECK_MS,
+      failureBackoffMs: DELETION_COST_BACKOFF_MS,
+    });
+  const rebalancer = new Rebalancer({ sockets: connections, admission, config: config.rebalance, podName: config.podName, fleet: cluster, logger });
+  const drain = new DrainController({
+    sockets: connections,
+    admission,
+    windowSeconds: config.drainWindowSeconds,
+    closeTimeoutSeconds: config.drainCloseTimeoutSeconds,
+    logger,
+    exit: deps.exit,
+    events: cluster,
+    // From now on the drain alone closes sockets and decides about upgrades.
+    onBegin: () => {
+      deletionCost?.stop();
+      rebalancer.stop();
+    },
+  });
+  const registry = createRegistry({ counters, connections, maxConnections: config.maxConnections, drain: drain.progress, rebalance: rebalancer.status });
   const { http } = createPublicServer(config, connections, admission, counters, logger);
   const metricsHttp = createMetricsServer(registry);
 
@@ -52,7 +104,16 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
     counters,
     registry,
     logger,
+    drain,
+    rebalancer,
+    cluster,
+    startBackground() {
+      deletionCost?.start();
+      rebalancer.start();
+    },
     async close() {
+      deletionCost?.stop();
+      rebalancer.stop();
       connections.stopHeartbeat();
       for (const ws of connections.snapshot()) ws.terminate();
       await Promise.all([closeServer(http), closeServer(metricsHttp)]);

@@ -50,7 +50,7 @@ export class ChildService {
   static async start(options: ChildServiceOptions = {}): Promise<ChildService> {
     const name = options.name ?? options.env?.POD_NAME ?? 'child';
     const [command, ...args] = [...(options.prefix ?? []), process.execPath, ...(options.naive ? ['--import', NAIVE_SHUTDOWN] : []), serviceMain];
-    const child = spawnOwned(command!, args, {
+    const child = spawnOwned(command, args, {
       env: { PATH: process.env.PATH ?? '', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', POD_NAME: name, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -133,7 +133,11 @@ export function renderValuesTable(valuesYaml: string): string {
 export function renderSettingsTable(): string {
   const rows = ['| variable | default | allowed | chart value | what it does |', '|---|---|---|---|---|'];
   for (const [name, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
-    const shown = setting.defaultText ?? (setting.default === undefined ? 'unset' : `\`${String(setting.default)}\``);
+    const shown =
+      setting.defaultText ??
+      (setting.default === undefined
+        ? 'unset'
+        : `\`${typeof setting.default === 'string' || typeof setting.default === 'number' ? setting.default : JSON.stringify(setting.default)}\``);
     const chart = 'value' in setting.chart ? `\`${setting.chart.value}\`` : 'computed' in setting.chart ? setting.chart.computed : '(not set)';
     rows.push(`| \`${name}\` | ${cell(shown)} | ${cell(setting.parser.allowed)} | ${cell(chart)} | ${cell(setting.meaning)} |`);
   }

@@ -60,10 +60,14 @@ export class FakeApiServer {
     return this.#port;
   }
 
+  /** Stops listening and drops every connection, hanging ones included. */
   async close(): Promise<void> {
+    if (!this.server.listening) return;
+    const closed = once(this.server, 'close');
     for (const res of this.#hanging.splice(0)) res.destroy();
     this.server.closeAllConnections();
     this.server.close();
+    await closed;
   }
 
   /** A kubeconfig for this server, as `kubectl` would write it. */

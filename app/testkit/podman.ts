@@ -30,7 +30,7 @@ export async function podman(args: string[], timeoutMs = 60_000): Promise<string
     return stdout;
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new Error(`podman ${args.join(' ')}: ${e.stderr?.trim() || e.message}`);
+    throw new Error(`podman ${args.join(' ')}: ${e.stderr?.trim() || e.message}`, { cause: err });
   }
 }
 
@@ -79,7 +79,7 @@ export async function publishedPort(name: string, containerPort: number): Promis
 /** Polls GET `path` until it answers 200; resolves with the time (performance.now()) of that answer. */
 export async function waitFor200(port: number, path: string, timeoutMs: number, describeFailure: () => Promise<string>): Promise<number> {
   const deadline = performance.now() + timeoutMs;
-  let last = 'no answer';
+  let last: string;
   for (;;) {
     try {
       const { status } = await httpGet(port, path);

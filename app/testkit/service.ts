@@ -3,14 +3,28 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
+import type { Logger } from '../src/logger.js';
+import { connectToCluster } from '../src/kube.js';
+import { Counters } from '../src/metrics.js';
 import { startService, type Service } from '../src/service.js';
 import { httpGet } from './http.js';
 import { sampleOf } from './metrics-text.js';
 
-/** Starts the service in this process on free ports; `env` overrides the test defaults. */
-export async function startTestService(env: Record<string, string> = {}): Promise<Service> {
+/**
+ * Starts the service in this process on free ports, as main.ts does (the
+ * Kubernetes integration as the env says); `env` overrides the test defaults.
+ * The drain's exit(code) calls land in `exits`, not process.exit; the
+ * rebalancer and the deletion-cost reporter are not started (tests drive
+ * them, or call startBackground).
+ */
+export async function startTestService(env: Record<string, string> = {}, logger?: Logger): Promise<Service & { readonly exits: number[] }> {
   const config = loadConfig({ PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', POD_NAME: 'test-pod', ...env });
-  return startService(config, createLogger(config.logLevel, config.podName));
+  const log = logger ?? createLogger(config.logLevel, config.podName);
+  const counters = new Counters();
+  const cluster = await connectToCluster(config, log, counters);
+  const exits: number[] = [];
+  const service = await startService(config, log, { exit: (code) => exits.push(code), cluster, counters });
+  return Object.assign(service, { exits });
 }
 
 /** Reads one sample from the live /metrics endpoint; throws when it is not there. */

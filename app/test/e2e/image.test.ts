@@ -90,7 +90,7 @@ describe('container image (podman)', { skip }, () => {
       ws.send(text);
       const [textEcho, textIsBinary] = (await once(ws, 'message', { signal: AbortSignal.timeout(10_000) })) as [RawData, boolean];
       assert.equal(textIsBinary, false);
-      assert.equal(textEcho.toString(), text);
+      assert.equal((textEcho as Buffer).toString(), text);
       const bytes = randomBytes(4096);
       ws.send(bytes);
       const [binaryEcho, binaryIsBinary] = (await once(ws, 'message', { signal: AbortSignal.timeout(10_000) })) as [RawData, boolean];
@@ -261,7 +261,7 @@ async function roundTrip(ws: WebSocket, message: string): Promise<void> {
   const echoed = once(ws, 'message', { signal: AbortSignal.timeout(10_000) });
   ws.send(message);
   const [data] = (await echoed) as [RawData];
-  assert.equal(data.toString(), message);
+  assert.equal((data as Buffer).toString(), message);
 }
 
 async function containerLogs(name: string): Promise<string> {
@@ -289,7 +289,7 @@ function forPodman(rendered: string, hostPorts: Record<string, number>): { yaml:
     port.set('hostPort', hostPort);
     port.set('hostIP', '127.0.0.1');
   }
-  const namespace = String(deployment.getIn(['metadata', 'namespace']) ?? 'default');
+  const namespace = (deployment.getIn(['metadata', 'namespace']) as string | undefined) ?? 'default';
   for (const variable of (main.get('env') as YAMLSeq<YAMLMap>).items) {
     if (variable.getIn(['valueFrom', 'fieldRef', 'fieldPath']) === 'metadata.namespace') {
       variable.delete('valueFrom');

@@ -9,15 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { WebSocket } from 'ws';
 import { EchoClient } from '../../src/client.js';
 import { proxySettingsFromChart } from '../../testkit/cluster/from-chart.js';
 import { NginxProxy } from '../../testkit/cluster/nginx.js';
-import { API_FAULTS, FakeKubeApi, FAULT_DESCRIPTIONS } from '../../testkit/fake-kube-faults.js';
 import { Load, type LoadTotals } from '../../testkit/load.js';
-import { assertContained, Figures, MemorySampler, othersSaw, tally, watched } from '../../testkit/reliability.js';
-import { scrape } from '../../testkit/service.js';
-import { connect, wsUrl } from '../../testkit/websocket.js';
+import { Figures, MemorySampler, tally } from '../../testkit/reliability.js';
+import { wsUrl } from '../../testkit/websocket.js';
 import { ChildService } from '../../testkit/child-service.js';
 import { needs } from '../../testkit/tools.js';
 

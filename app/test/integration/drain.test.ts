@@ -6,8 +6,7 @@ import { connect as tcpConnect } from 'node:net';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoClient, percentile } from '../../src/client.js';
-import { DrainController, type DrainSummary } from '../../src/drain.js';
-import { createClusterIntegration } from '../../src/kube.js';
+import type { DrainSummary } from '../../src/drain.js';
 import { ChildService } from '../../testkit/child-service.js';
 import { httpGet } from '../../testkit/http.js';
 import { scrape, startTestService, waitFor } from '../../testkit/service.js';
@@ -146,9 +145,7 @@ describe('drain on SIGTERM', () => {
 describe('DrainController in-process', () => {
   it('reports its state and progress in metrics, and calls exit(0) once with a summary', async () => {
     const service = await startTestService({ DRAIN_WINDOW_SECONDS: '1', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' });
-    const cluster = await createClusterIntegration(service.config, service.logger, service.counters);
-    const exits: number[] = [];
-    const drain = new DrainController(service, cluster, { exit: (code) => exits.push(code) });
+    const { drain, exits } = service;
     const clients = Array.from({ length: 20 }, (_, i) => new EchoClient({ urls: [wsUrl(service.port)], id: `m${i}`, initialBackoffMs: 60_000 }));
     await Promise.all(clients.map((c) => once(c.start(), 'open')));
     assert.equal(await scrape(service.metricsPort, 'websocket_drain_state', { state: 'serving' }), 1);
@@ -180,8 +177,7 @@ describe('DrainController in-process', () => {
 
   it('with no open connection, finishes at once', async () => {
     const service = await startTestService({ DRAIN_WINDOW_SECONDS: '30' });
-    const cluster = await createClusterIntegration(service.config, service.logger, service.counters);
-    const drain = new DrainController(service, cluster, { exit: () => {} });
+    const { drain } = service;
     const started = Date.now();
     drain.onSignal('SIGTERM');
     await drain.finished;

@@ -1,79 +1,63 @@
 // Kubernetes integration, tested with the real @kubernetes/client-node
-// against a LOCAL FAKE API SERVER (no kube-apiserver can run here):
-// scripts/cluster/fake-apiserver.ts speaks the API's real shapes (the paths,
-// verbs and content types of core/v1 Events, Pod patches and lists, 201/200
+// against the LOCAL FAKE API SERVER of the test kit (testkit/fake-apiserver.ts,
+// not a kube-apiserver): it speaks the API's real shapes (the paths, verbs
+// and content types of core/v1 Events, Pod patches and lists, 201/200
 // bodies, `Status` objects for errors) and records every request, so the
-// tests assert what the client sent.
+// tests assert what the client sent. The deletion-cost reporter's timing is
+// unit/deletion-cost.test.ts.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoClient } from '../../src/client.js';
 import { loadConfig } from '../../src/config.js';
-import { DrainController } from '../../src/drain.js';
-import { createClusterIntegration, DELETION_COST_ANNOTATION, SERVICE_ACCOUNT_DIR, type ClusterIntegration } from '../../src/kube.js';
-import { createLogger, type Logger } from '../../src/logger.js';
+import { DeletionCostReporter } from '../../src/deletion-cost.js';
+import { DELETION_COST_ANNOTATION } from '../../src/kube-api.js';
+import { connectToCluster, SERVICE_ACCOUNT_DIR } from '../../src/kube.js';
 import { Counters } from '../../src/metrics.js';
-import { startService, type Service } from '../../src/service.js';
 import { FakeApiServer } from '../../testkit/fake-apiserver.js';
 import { freePort } from '../../testkit/http.js';
+import { capturingLogger } from '../../testkit/logs.js';
+import { startTestService } from '../../testkit/service.js';
 import { wsUrl } from '../../testkit/websocket.js';
 
-/** A logger whose JSON lines land in `lines`. */
-function capturingLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: createLogger('info', 'test', stream), lines };
-}
-
 const POD = { POD_NAME: 'ws-echo-7d9f-abcde', POD_NAMESPACE: 'apps', POD_UID: '3f1c2b9e-0d4a-4c1e-9b57-2a8e6f0d1c77' };
+
+type TestService = Awaited<ReturnType<typeof startTestService>>;
 
 /**
  * Connects `count` reference clients, drains the service as a SIGTERM would,
  * then closes clients and service; returns how long the drain took, in seconds.
  */
-async function drainWithClients(service: Service, cluster: ClusterIntegration, count: number): Promise<number> {
+async function drainWithClients(service: TestService, count: number): Promise<number> {
   const clients = Array.from({ length: count }, (_, i) => new EchoClient({ urls: [wsUrl(service.port)], id: `k${i}`, initialBackoffMs: 60_000 }));
   await Promise.all(clients.map((c) => once(c.start(), 'open')));
-  const drain = new DrainController(service, cluster, { exit: () => {} });
   const started = Date.now();
-  drain.onSignal('SIGTERM');
-  await drain.finished;
+  service.drain.onSignal('SIGTERM');
+  await service.drain.finished;
   const seconds = (Date.now() - started) / 1000;
   await Promise.all(clients.map((c) => c.stop(0)));
   await service.close();
   return seconds;
 }
 
-describe('kubernetes integration (against a local fake API server)', () => {
+describe('kubernetes integration (against the local fake API server)', () => {
   let api: FakeApiServer;
   let kubeconfig: string;
-  let dir: string;
   before(async () => {
     api = new FakeApiServer();
-    dir = mkdtempSync(join(tmpdir(), 'ws-echo-kube-'));
     await api.listen();
     api.addPod('apps', POD.POD_NAME, { 'app.kubernetes.io/name': 'ws-echo' });
-    kubeconfig = api.writeKubeconfig(join(dir, 'kubeconfig.yaml'), 'apps');
+    kubeconfig = api.writeKubeconfig(join(mkdtempSync(join(tmpdir(), 'ws-echo-kube-')), 'kubeconfig.yaml'), 'apps');
   });
   after(() => api.close());
 
   const serviceEnv = (extra: Record<string, string> = {}): Record<string, string> => ({
-    PORT: '0',
-    METRICS_PORT: '0',
-    HOST: '127.0.0.1',
     KUBERNETES_INTEGRATION: 'on',
     KUBECONFIG: kubeconfig,
     ...POD,
@@ -83,12 +67,10 @@ describe('kubernetes integration (against a local fake API server)', () => {
   it('creates core/v1 Events on its own pod for drain start and end, with counts', async () => {
     api.requests.length = 0;
     api.behaviour = 'ok';
-    const config = loadConfig(serviceEnv({ DRAIN_WINDOW_SECONDS: '0.3', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' }));
     const { logger } = capturingLogger();
-    const service = await startService(config, logger);
-    const cluster = await createClusterIntegration(config, logger, service.counters);
-    assert.equal(cluster.enabled, true);
-    await drainWithClients(service, cluster, 3);
+    const service = await startTestService(serviceEnv({ DRAIN_WINDOW_SECONDS: '0.3', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' }), logger);
+    assert.ok(service.cluster, 'the integration is on');
+    await drainWithClients(service, 3);
 
     const events = api.requests.filter((r) => r.path === '/api/v1/namespaces/apps/events');
     assert.equal(events.length, 2);
@@ -97,7 +79,17 @@ describe('kubernetes integration (against a local fake API server)', () => {
       assert.equal(event.contentType, 'application/json');
       assert.equal(event.authorization, 'Bearer fake-token');
     }
-    const [started, finished] = events.map((e) => e.body as Record<string, any>);
+    type EventBody = {
+      involvedObject: unknown;
+      metadata: { generateName: string; namespace: string };
+      reason: string;
+      type: string;
+      reportingComponent: string;
+      source: { component: string };
+      message: string;
+      firstTimestamp: string;
+    };
+    const [started, finished] = events.map((e) => e.body as EventBody);
     assert.deepEqual(started!.involvedObject, { apiVersion: 'v1', kind: 'Pod', name: POD.POD_NAME, namespace: 'apps', uid: POD.POD_UID });
     assert.equal(started!.metadata.generateName, `${POD.POD_NAME}.`);
     assert.equal(started!.metadata.namespace, 'apps');
@@ -111,54 +103,57 @@ describe('kubernetes integration (against a local fake API server)', () => {
     assert.match(finished!.message, /^closed 3 connections gracefully and terminated 0 in \d+\.\ds$/);
   });
 
-  it('keeps pod-deletion-cost near the connection count with rate-limited merge patches', async () => {
+  it('patches pod-deletion-cost with a JSON merge patch of the one annotation, which the API server stores', async () => {
     api.requests.length = 0;
     api.behaviour = 'ok';
-    const config = loadConfig(serviceEnv());
     const { logger } = capturingLogger();
-    const cluster = await createClusterIntegration(config, logger, new Counters(), { minPatchIntervalMs: 400, checkIntervalMs: 20 });
+    const cluster = await connectToCluster(loadConfig(serviceEnv()), logger, new Counters());
+    assert.ok(cluster);
     let connections = 0;
-    cluster.startDeletionCost(() => connections);
-    // 2 s of constant churn: at most one patch per 400 ms may go out.
-    const churn = setInterval(() => (connections += 7), 10);
-    await sleep(2000);
-    clearInterval(churn);
-    const churnPatches = api.requests.length;
-    assert.ok(churnPatches >= 3 && churnPatches <= 6, `${churnPatches} patches in 2 s with a 400 ms minimum interval`);
-    // A change under 5 % is not worth a call.
-    const settled = connections;
-    connections = settled + Math.floor(settled * 0.03);
-    await sleep(600);
-    const afterSmallChange = api.requests.length;
-    // ...but a real one is, once the interval allows.
-    connections = settled * 2;
-    await sleep(600);
-    cluster.stopDeletionCost();
-
-    const patches = api.requests;
-    assert.ok(afterSmallChange <= churnPatches + 1, 'a change under 5 % sends nothing (at most the last churn value)');
-    assert.ok(patches.length > afterSmallChange, 'a doubling is patched');
-    for (const patch of patches) {
-      assert.equal(patch.method, 'PATCH');
-      assert.equal(patch.path, `/api/v1/namespaces/apps/pods/${POD.POD_NAME}`);
-      assert.equal(patch.contentType, 'application/merge-patch+json');
-    }
-    assert.deepEqual(patches.at(-1)!.body, { metadata: { annotations: { [DELETION_COST_ANNOTATION]: String(settled * 2) } } });
-    assert.deepEqual(patches[0]!.body, { metadata: { annotations: { [DELETION_COST_ANNOTATION]: '0' } } });
+    const reporter = new DeletionCostReporter({
+      patch: (cost) => cluster.patchDeletionCost(cost),
+      connectionCount: () => connections,
+      minIntervalMs: 50,
+      checkIntervalMs: 10,
+      failureBackoffMs: 50,
+    });
+    reporter.start();
+    await sleep(100);
+    connections = 40;
+    await sleep(200);
+    reporter.stop();
+    assert.deepEqual(
+      api.requests.map((r) => [r.method, r.path, r.contentType]),
+      [
+        ['PATCH', `/api/v1/namespaces/apps/pods/${POD.POD_NAME}`, 'application/merge-patch+json'],
+        ['PATCH', `/api/v1/namespaces/apps/pods/${POD.POD_NAME}`, 'application/merge-patch+json'],
+      ],
+    );
+    assert.deepEqual(api.requests[0]!.body, { metadata: { annotations: { [DELETION_COST_ANNOTATION]: '0' } } });
+    assert.deepEqual(api.requests[1]!.body, { metadata: { annotations: { [DELETION_COST_ANNOTATION]: '40' } } });
+    assert.equal(api.annotations('apps', POD.POD_NAME)?.[DELETION_COST_ANNOTATION], '40');
+    assert.equal(reporter.reported, 40);
   });
 
   it('on 403, logs once what RBAC rule is missing, counts every failure, and the drain stays on time', async () => {
     api.requests.length = 0;
     api.behaviour = 'forbidden';
     try {
-      const config = loadConfig(serviceEnv({ DRAIN_WINDOW_SECONDS: '0.5', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' }));
       const { logger, lines } = capturingLogger();
-      const service = await startService(config, logger);
-      const cluster = await createClusterIntegration(config, logger, service.counters, { minPatchIntervalMs: 50, checkIntervalMs: 10, failureBackoffMs: 50 });
+      const service = await startTestService(serviceEnv({ DRAIN_WINDOW_SECONDS: '0.5', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' }), logger);
+      const cluster = service.cluster!;
       let count = 0;
-      cluster.startDeletionCost(() => (count += 10));
+      const reporter = new DeletionCostReporter({
+        patch: (cost) => cluster.patchDeletionCost(cost),
+        connectionCount: () => (count += 10),
+        minIntervalMs: 50,
+        checkIntervalMs: 10,
+        failureBackoffMs: 50,
+      });
+      reporter.start();
       await sleep(500);
-      const seconds = await drainWithClients(service, cluster, 1);
+      reporter.stop();
+      const seconds = await drainWithClients(service, 1);
 
       assert.ok(seconds <= 0.5 + 1 + 1, `drain took ${seconds}s`);
       const failedPatches = api.requests.filter((r) => r.method === 'PATCH').length;
@@ -182,17 +177,21 @@ describe('kubernetes integration (against a local fake API server)', () => {
   it('with the API server hanging, the drain still finishes within window + timeout + 1 s', async () => {
     api.behaviour = 'hang';
     try {
-      const config = loadConfig(serviceEnv({ DRAIN_WINDOW_SECONDS: '0.5', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' }));
       const { logger, lines } = capturingLogger();
-      const service = await startService(config, logger);
-      const cluster = await createClusterIntegration(config, logger, service.counters, { apiTimeoutMs: 300 });
-      const seconds = await drainWithClients(service, cluster, 1);
-      assert.ok(seconds <= 0.5 + 1 + 1, `drain took ${seconds}s`);
-      await sleep(400); // the start event times out after 300 ms
+      const config = loadConfig(serviceEnv());
+      const cluster = await connectToCluster(config, logger, new Counters(), { apiTimeoutMs: 300 });
+      assert.ok(cluster);
+      const started = Date.now();
+      await cluster.podEvent('Test', 'nobody answers this');
+      const waited = Date.now() - started;
+      assert.ok(waited >= 250 && waited < 1500, `the call gave up after ${waited} ms (timeout 300 ms)`);
       assert.ok(
         lines.some((l) => l.level === 'warn' && l.result === 'timeout'),
         'the timeout is logged',
       );
+      const service = await startTestService(serviceEnv({ DRAIN_WINDOW_SECONDS: '0.5', DRAIN_CLOSE_TIMEOUT_SECONDS: '1' }), logger);
+      const seconds = await drainWithClients(service, 1);
+      assert.ok(seconds <= 0.5 + 1 + 1, `drain took ${seconds}s`);
     } finally {
       api.behaviour = 'ok';
     }
@@ -203,11 +202,10 @@ describe('kubernetes integration (against a local fake API server)', () => {
     // A kubeconfig whose server is a port nobody listens on.
     const down = join(mkdtempSync(join(tmpdir(), 'ws-echo-down-')), 'kubeconfig.yaml');
     writeFileSync(down, readFileSync(kubeconfig, 'utf8').replace(/server: http:\/\/127\.0\.0\.1:\d+/, `server: http://127.0.0.1:${closedPort}`));
-    const config = loadConfig(serviceEnv({ KUBECONFIG: down }));
     const { logger, lines } = capturingLogger();
     const counters = new Counters();
-    const cluster = await createClusterIntegration(config, logger, counters);
-    await cluster.podEvent('Test', 'nobody hears this');
+    const cluster = await connectToCluster(loadConfig(serviceEnv({ KUBECONFIG: down })), logger, counters);
+    await cluster!.podEvent('Test', 'nobody hears this');
     const warning = lines.find((l) => l.level === 'warn');
     assert.equal(warning?.result, 'unreachable');
     assert.match(String(warning?.hint), new RegExp(`cannot connect to the API server at http://127.0.0.1:${closedPort}`));
@@ -219,8 +217,8 @@ describe('kubernetes integration (against a local fake API server)', () => {
     try {
       const { logger, lines } = capturingLogger();
       const counters = new Counters();
-      const cluster = await createClusterIntegration(loadConfig(serviceEnv()), logger, counters);
-      await cluster.podEvent('Test', 'x');
+      const cluster = await connectToCluster(loadConfig(serviceEnv()), logger, counters);
+      await cluster!.podEvent('Test', 'x');
       assert.equal(counters.kubeApi.get('event server_error'), 1);
       assert.equal(lines.find((l) => l.level === 'warn')?.status, 500);
     } finally {
@@ -232,8 +230,8 @@ describe('kubernetes integration (against a local fake API server)', () => {
 describe('kubernetes integration: detection', () => {
   it('is off outside a cluster in auto mode, with one info line', async () => {
     const { logger, lines } = capturingLogger();
-    const cluster = await createClusterIntegration(loadConfig({}), logger, new Counters(), { serviceAccountRoot: '/nonexistent' });
-    assert.equal(cluster.enabled, false);
+    const cluster = await connectToCluster(loadConfig({}), logger, new Counters(), { serviceAccountRoot: '/nonexistent' });
+    assert.equal(cluster, undefined);
     assert.equal(lines.length, 1);
     assert.equal(lines[0]!.level, 'info');
     assert.match(String(lines[0]!.msg), /kubernetes integration off: not running in a cluster/);
@@ -241,8 +239,8 @@ describe('kubernetes integration: detection', () => {
 
   it('is off when forced off, even in a cluster', async () => {
     const { logger, lines } = capturingLogger();
-    const cluster = await createClusterIntegration(loadConfig({ KUBERNETES_INTEGRATION: 'off', KUBERNETES_SERVICE_HOST: '10.0.0.1' }), logger, new Counters());
-    assert.equal(cluster.enabled, false);
+    const cluster = await connectToCluster(loadConfig({ KUBERNETES_INTEGRATION: 'off', KUBERNETES_SERVICE_HOST: '10.0.0.1' }), logger, new Counters());
+    assert.equal(cluster, undefined);
     assert.match(String(lines[0]!.msg), /KUBERNETES_INTEGRATION=off/);
   });
 
@@ -274,9 +272,7 @@ describe('kubernetes integration: detection', () => {
     );
     writeFileSync(join(saDir, 'token'), 'mounted-token');
     writeFileSync(join(saDir, 'namespace'), 'from-file');
-    const api = new FakeApiServer(
-      createTlsServer({ key: readFileSync(join(root, 'key.pem')), cert: readFileSync(join(saDir, 'ca.crt')) }) as unknown as Server,
-    );
+    const api = new FakeApiServer(createTlsServer({ key: readFileSync(join(root, 'key.pem')), cert: readFileSync(join(saDir, 'ca.crt')) }));
     const port = await api.listen();
     const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
     // client-node's loadFromCluster() reads these two from the environment itself.
@@ -285,8 +281,8 @@ describe('kubernetes integration: detection', () => {
     try {
       const { logger } = capturingLogger();
       const config = loadConfig({ KUBERNETES_SERVICE_HOST: '127.0.0.1', POD_NAME: 'ws-echo-7d9f-abcde' });
-      const cluster = await createClusterIntegration(config, logger, new Counters(), { serviceAccountRoot: root });
-      assert.equal(cluster.enabled, true);
+      const cluster = await connectToCluster(config, logger, new Counters(), { serviceAccountRoot: root });
+      assert.ok(cluster);
       await cluster.podEvent('Test', 'hello from the pod');
       assert.equal(api.requests.length, 1);
       assert.equal(api.requests[0]!.path, '/api/v1/namespaces/from-file/events');

@@ -1,8 +1,9 @@
 // The rebalancer on real services and reference clients: the fair share from
 // a configured target or from the fleet (read through @kubernetes/client-node
-// from the LOCAL FAKE API SERVER of scripts/cluster/fake-apiserver.ts, which
-// speaks the real pod list shapes), shedding at the configured rate, never
-// below the share, 503 for upgrades meanwhile, cooldown, off switch.
+// from the test kit's LOCAL FAKE API SERVER, which speaks the real pod list
+// shapes), shedding at the configured rate, never below the share, 503 for
+// upgrades meanwhile, cooldown, off switch. Its decisions, tick by tick on a
+// mock clock: unit/rebalance.test.ts.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
@@ -11,8 +12,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoClient } from '../../src/client.js';
-import { createClusterIntegration, DELETION_COST_ANNOTATION } from '../../src/kube.js';
-import { Rebalancer } from '../../src/rebalance.js';
+import { DELETION_COST_ANNOTATION } from '../../src/kube-api.js';
 import type { Service } from '../../src/service.js';
 import { FakeApiServer } from '../../testkit/fake-apiserver.js';
 import { scrape, startTestService, waitFor } from '../../testkit/service.js';
@@ -51,7 +51,7 @@ describe('rebalancing with a configured target', () => {
     const cold = await service({ REBALANCE: 'off' });
     const clients = await clientsOn(30, hot, cold);
     const sender = setInterval(() => clients.forEach((c) => c.send()), 50);
-    const rebalancer = new Rebalancer(hot, await createClusterIntegration(hot.config, hot.logger, hot.counters));
+    const rebalancer = hot.rebalancer;
     try {
       // Rounds by hand: the first above the threshold only notes it; the
       // second starts shedding with a budget of floor(rate × 30) = 15, spread over the 0.2 s interval.
@@ -63,11 +63,11 @@ describe('rebalancing with a configured target', () => {
       assert.ok(refused instanceof UpgradeRefused && refused.status === 503, 'upgrades are refused while shedding');
       assert.equal(refused.headers['retry-after'], '1');
       await sleep(300);
-      assert.equal(hot.counters.rebalanceShed, 15, 'one interval sheds exactly its budget');
+      assert.equal(hot.rebalancer.status.shed, 15, 'one interval sheds exactly its budget');
       // The rest of the way on the timer.
       rebalancer.start();
       await waitFor('the hot service to reach its share', () => hot.connections.size === 10 && rebalancer.state === 'balanced', 5000);
-      assert.equal(hot.counters.rebalanceShed, 20, 'never below the share');
+      assert.equal(hot.rebalancer.status.shed, 20, 'never below the share');
       assert.equal(await scrape(hot.metricsPort, 'websocket_rebalance_share'), 10);
       assert.equal(await scrape(hot.metricsPort, 'websocket_rebalance_source', { source: 'target' }), 1);
       assert.equal(await scrape(hot.metricsPort, 'websocket_rebalance_shed_total'), 20);
@@ -93,7 +93,7 @@ describe('rebalancing with a configured target', () => {
     const hot = await service({ ...TARGET_ENV, REBALANCE_COOLDOWN_SECONDS: '2' });
     const cold = await service({ REBALANCE: 'off' });
     await clientsOn(12, hot, cold); // 12 ≤ 10 × 1.2: within the tolerance
-    const rebalancer = new Rebalancer(hot, await createClusterIntegration(hot.config, hot.logger, hot.counters));
+    const rebalancer = hot.rebalancer;
     cleanups.push(() => rebalancer.stop());
     await rebalancer.tick();
     assert.equal(rebalancer.state, 'balanced');
@@ -110,21 +110,21 @@ describe('rebalancing with a configured target', () => {
     const off = await service({ ...TARGET_ENV, REBALANCE: 'off' });
     const other = await service({ REBALANCE: 'off' });
     await clientsOn(30, off, other);
-    const idle = new Rebalancer(off, await createClusterIntegration(off.config, off.logger, off.counters));
+    const idle = off.rebalancer;
     idle.start();
     await sleep(500);
     assert.equal(off.connections.size, 30);
 
     const on = await service(TARGET_ENV);
     await clientsOn(30, on, other);
-    const stopped = new Rebalancer(on, await createClusterIntegration(on.config, on.logger, on.counters));
+    const stopped = on.rebalancer;
     await stopped.tick();
     await stopped.tick();
     assert.equal(on.admission.rebalancing, true);
     stopped.stop();
     assert.equal(on.admission.rebalancing, false, 'upgrades accepted again');
     await sleep(400);
-    assert.equal(on.counters.rebalanceShed, 0, 'the scheduled batches were cancelled');
+    assert.equal(on.rebalancer.status.shed, 0, 'the scheduled batches were cancelled');
   });
 });
 
@@ -155,7 +155,6 @@ describe('rebalancing with the fleet view (against a local fake API server)', ()
       REBALANCE_POD_SELECTOR: 'app.kubernetes.io/name=ws-echo,app.kubernetes.io/instance=echo',
     });
     const cold = await service({ REBALANCE: 'off' });
-    const cluster = await createClusterIntegration(hot.config, hot.logger, hot.counters);
     // The reports (pod-deletion-cost) of the pods, ours included.
     patchCost(api, 'old-a', 30);
     patchCost(api, 'new-b', 3);
@@ -163,7 +162,7 @@ describe('rebalancing with the fleet view (against a local fake API server)', ()
     patchCost(api, 'starting-d', 400);
     patchCost(api, 'leaving-e', 500);
     await clientsOn(30, hot, cold);
-    const rebalancer = new Rebalancer(hot, cluster);
+    const rebalancer = hot.rebalancer;
     cleanups.push(() => rebalancer.stop());
     // Serving pods: old-a (30), new-b (3), new-c (0); starting-d is not ready, leaving-e is terminating, other-app is not ours.
     assert.deepEqual(await rebalancer.fairShare(), { source: 'fleet', share: 11 });
@@ -186,7 +185,7 @@ describe('rebalancing with the fleet view (against a local fake API server)', ()
         POD_NAMESPACE: 'apps',
         REBALANCE_POD_SELECTOR: 'app.kubernetes.io/name=ws-echo',
       });
-      const rebalancer = new Rebalancer(hot, await createClusterIntegration(hot.config, hot.logger, hot.counters));
+      const rebalancer = hot.rebalancer;
       assert.deepEqual(await rebalancer.fairShare(), { source: 'target', share: 10 });
       assert.equal(hot.counters.kubeApi.get('list forbidden'), 1);
     } finally {

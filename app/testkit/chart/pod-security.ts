@@ -13,6 +13,9 @@ export interface PodLike {
   readonly spec: Obj;
 }
 
+/** A value as the findings show it: strings as they are, anything else as JSON. */
+const show = (value: unknown): string => (typeof value === 'string' ? value : JSON.stringify(value));
+
 const get = (o: unknown, path: string): unknown =>
   path.split('.').reduce<unknown>((node, key) => (node && typeof node === 'object' ? (node as Obj)[key] : undefined), o);
 
@@ -113,14 +116,14 @@ export const RESTRICTED_CONTROLS: Readonly<Record<string, Control>> = {
       const opts = get(sc, 'seLinuxOptions') as Obj | undefined;
       if (!opts) return [];
       return [
-        ...(opts.type !== undefined && !SELINUX_TYPES.includes(String(opts.type)) ? [`${where}: seLinuxOptions.type ${String(opts.type)}`] : []),
+        ...(opts.type !== undefined && !SELINUX_TYPES.includes(show(opts.type)) ? [`${where}: seLinuxOptions.type ${show(opts.type)}`] : []),
         ...(['user', 'role'] as const).filter((k) => opts[k] !== undefined && opts[k] !== '').map((k) => `${where}: seLinuxOptions.${k} is set`),
       ];
     }),
   '/proc Mount Type': ({ spec }) =>
     containersOf(spec)
       .filter(({ c }) => ![undefined, 'Default'].includes(get(c, 'securityContext.procMount') as string | undefined))
-      .map(({ where, c }) => `${where}: procMount ${String(get(c, 'securityContext.procMount'))}`),
+      .map(({ where, c }) => `${where}: procMount ${show(get(c, 'securityContext.procMount'))}`),
   'Seccomp (Baseline)': ({ spec }) =>
     [{ where: 'spec', sc: spec.securityContext }, ...containersOf(spec).map(({ where, c }) => ({ where, sc: c.securityContext }))]
       .filter(({ sc }) => get(sc, 'seccompProfile.type') === 'Unconfined')
@@ -165,13 +168,13 @@ export const RESTRICTED_CONTROLS: Readonly<Record<string, Control>> = {
     const allowed = (type: unknown): boolean => type === 'RuntimeDefault' || type === 'Localhost';
     const pod = get(spec, 'securityContext.seccompProfile.type');
     return [
-      ...(pod !== undefined && !allowed(pod) ? [`spec: seccompProfile ${String(pod)}`] : []),
+      ...(pod !== undefined && !allowed(pod) ? [`spec: seccompProfile ${show(pod)}`] : []),
       ...containersOf(spec)
         .filter(({ c }) => {
           const own = get(c, 'securityContext.seccompProfile.type');
           return own === undefined ? !allowed(pod) : !allowed(own);
         })
-        .map(({ where, c }) => `${where}: seccompProfile ${String(get(c, 'securityContext.seccompProfile.type') ?? 'unset, and the pod sets none')}`),
+        .map(({ where, c }) => `${where}: seccompProfile ${show(get(c, 'securityContext.seccompProfile.type') ?? 'unset, and the pod sets none')}`),
     ];
   },
   'Capabilities (Restricted)': ({ spec }) =>

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DELETION_COST_ANNOTATION } from '../../src/kube.js';
+import { DELETION_COST_ANNOTATION } from '../../src/kube-api.js';
 import { ChildService } from '../child-service.js';
 import { FakeApiServer } from '../fake-apiserver.js';
 import { NginxProxy, type ProxySettings } from './nginx.js';

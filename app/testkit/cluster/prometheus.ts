@@ -3,7 +3,7 @@
 // the PromQL of k8s/ (prometheus-adapter rule, KEDA trigger) runs unchanged.
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, httpGet, httpStatus } from '../http.js';

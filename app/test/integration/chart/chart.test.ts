@@ -13,11 +13,11 @@ import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { before, describe, it } from 'node:test';
 import { loadConfig } from '../../../src/config.js';
-import { Counters, createRegistry } from '../../../src/metrics.js';
 import { SETTINGS, type Parser, type Setting, type SettingName } from '../../../src/settings.js';
 import { helm, kubeVersionOf, NAMESPACE, one, pool, RELEASE, render, renderScenarios, scenarios } from '../../../testkit/chart/helm.js';
 import { isBuiltIn, KUBERNETES_VERSIONS, type KubernetesVersion, type Manifest, validateExact, validateModel } from '../../../testkit/chart/k8s-schemas.js';
 import { chartValues, scenarioValues, valueAt, type Values } from '../../../testkit/chart/values.js';
+import { exportedMetrics } from '../../../testkit/metrics-text.js';
 import { chartDir } from '../../../testkit/paths.js';
 import { casesOf } from '../../../testkit/setting-cases.js';
 
@@ -56,13 +56,6 @@ const podSpec = (docs: Manifest[]): PodSpec => (one(docs, 'Deployment') as unkno
 const container = (docs: Manifest[]): Container => podSpec(docs).containers[0] as Container;
 const env = (c: Container): Record<string, string> => Object.fromEntries((c.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
 const spec = <T>(doc: Manifest): T => doc.spec as T;
-
-/** Metric names the service exports, from the real registry (app/src/metrics.ts). */
-async function exportedMetrics(): Promise<Map<string, string>> {
-  const registry = createRegistry(new Counters(), { bufferedBytes: () => 0, pausedConnections: () => 0 }, 1);
-  const metrics = await registry.getMetricsAsJSON();
-  return new Map(metrics.map((m) => [m.name, String(m.type)]));
-}
 
 before(async () => {
   rendered = await renderScenarios();

@@ -6,7 +6,7 @@
 // docs/RELIABILITY.md (suite chart-security).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { KUBERNETES_API_CALLS } from '../../../src/kube.js';
+import { KUBERNETES_API_CALLS } from '../../../src/kube-api.js';
 import { RELEASE, render, renderScenarios, scenarios } from '../../../testkit/chart/helm.js';
 import { type Manifest } from '../../../testkit/chart/k8s-schemas.js';
 import { RESTRICTED_CONTROLS, restrictedViolations, type PodLike } from '../../../testkit/chart/pod-security.js';
@@ -54,6 +54,9 @@ describe('chart security', () => {
     });
   });
 
+  // The breaks below reach into any field of a pod spec, as a hostile or
+  // careless values file could: they are typed loosely on purpose.
+  /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-assignment */
   it('the checker itself flags each control when the rendered spec is broken that way', () => {
     const base = podsOf(rendered.get('default@1.34')!).find((p) => p.name.startsWith('Deployment'))!.pod;
     const container = (spec: Record<string, any>): Record<string, any> => spec.containers[0];
@@ -107,7 +110,7 @@ describe('chart security', () => {
       ['container_t', (s) => (container(s).securityContext.seLinuxOptions = { type: 'container_t' })],
     ];
     for (const [control, breakIt] of breaks) {
-      const pod = structuredClone({ metadata: { annotations: {} as Record<string, string> }, spec: base.spec as Record<string, any> });
+      const pod = structuredClone({ metadata: { annotations: {} }, spec: base.spec as Record<string, any> });
       breakIt(pod.spec, pod);
       const violations = restrictedViolations(pod);
       assert.ok(
@@ -122,6 +125,7 @@ describe('chart security', () => {
     }
     assert.equal(new Set(breaks.map(([c]) => c)).size, Object.keys(RESTRICTED_CONTROLS).length, 'every control is exercised');
   });
+  /* eslint-enable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-assignment */
 
   it('ships a NetworkPolicy example that admits the WebSocket port only from the ingress controller and metrics only from monitoring', async () => {
     const docs = await render({ set: ['networkPolicy.enabled=true'] });

@@ -3,30 +3,18 @@
 // in front are e2e/nginx-faults.test.ts.)
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { WebSocket } from 'ws';
 import { EchoClient } from '../../../src/client.js';
-import { proxySettingsFromChart } from '../../../testkit/cluster/from-chart.js';
-import { NginxProxy } from '../../../testkit/cluster/nginx.js';
 import { API_FAULTS, FakeKubeApi, FAULT_DESCRIPTIONS } from '../../../testkit/fake-kube-faults.js';
-import { Load, type LoadTotals } from '../../../testkit/load.js';
-import { assertContained, Figures, MemorySampler, othersSaw, tally, watched } from '../../../testkit/reliability.js';
+import { assertContained, Figures, othersSaw, tally, watched } from '../../../testkit/reliability.js';
 import { scrape } from '../../../testkit/service.js';
 import { connect, wsUrl } from '../../../testkit/websocket.js';
 import { ChildService } from '../../../testkit/child-service.js';
 
 const figures = new Figures('faults');
 after(() => figures.write());
-
-function assertNothingLost(totals: LoadTotals, what: string): void {
-  assert.equal(totals.lost, 0, `${what}: ${totals.lost} messages lost`);
-  assert.equal(totals.echoed, totals.sent, `${what}: ${totals.echoed} of ${totals.sent} echoed`);
-  assert.equal(totals.duplicated + totals.corrupted + totals.outOfOrder, 0, `${what}: duplicated, corrupted or out-of-order echoes`);
-}
 
 describe('out of file descriptors', () => {
   const NOFILE = 256;
