@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the ws-echo image with podman from the repository's real Dockerfile,
-# on a machine that reaches no container registry (CI, this sandbox).
+# also where no container registry can be reached (as in CI).
 #
 # The Dockerfile's base is `node:24-bookworm-slim`. Where that cannot be
 # pulled, this script first makes an equivalent base image locally, from
@@ -16,7 +16,7 @@
 # It is cached: the base is rebuilt only when its recipe or versions change
 # (an image label records them; the npm tarballs stay in .tools/cache/npm),
 # and podman's layer cache makes a second build of an unchanged tree take
-# seconds. On 2 cores: about 55 s cold (base 30 s, project image 20 s), 3 s warm.
+# seconds (README: figures).
 #
 # Usage:
 #   scripts/build-image.sh                      build localhost/ws-echo:dev
@@ -138,9 +138,9 @@ else
   fi
 fi
 
-# npm in the RUN steps trusts what npm on this machine trusts: in CI the
-# registry is reached through a TLS-intercepting proxy whose CA is only in the
-# machine's bundle. A user config mounted for the build only (the final stage
+# npm in the RUN steps trusts what the host's npm trusts: where the registry
+# is reached through a TLS-intercepting proxy, its CA is only in the host's
+# bundle. A user config mounted for the build only (the final stage
 # has no RUN step, so nothing of it reaches the image).
 build_opts=()
 cafile="$(npm config get cafile 2>/dev/null || true)"

@@ -9,7 +9,7 @@
 #   @kubernetes/client-node 0.22.3  "The version of the OpenAPI document: release-1.30"
 #   @kubernetes/client-node 1.4.0   "OpenAPI spec version: v1.34.0"
 # Only the generated model files are kept (no dependencies are installed):
-# app/test/chart/k8s-schemas.ts turns them into JSON Schemas for ajv.
+# app/testkit/chart/k8s-schemas.ts turns them into JSON Schemas for ajv.
 # Idempotent: exits at once when both are there.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -27,7 +27,7 @@ const HELP = `usage: npm run rollout -- [options]
   --out DIR              report folder (default reports/<mode>)
   --replot FILE          redraw report.md and connections.svg from a report.json, run nothing
 
-naive: replicas exit at once on SIGTERM with no preStop, like the original Go
+naive: replicas exit at once on SIGTERM with no preStop, like the recipe's Go
 server behind nginx; the report shows what the drain prevents.`;
 
 const { values } = parseArgs({

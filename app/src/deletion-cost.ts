@@ -22,6 +22,7 @@ export interface DeletionCostOptions {
 /** A change smaller than this fraction of the reported cost (and at least one connection) is not worth a call. */
 export const MIN_CHANGE = 0.05;
 
+/** Patches the pod's deletion cost from its connection count: start() it, stop() it at the drain. */
 export class DeletionCostReporter {
   readonly #o: DeletionCostOptions;
   readonly #now: () => number;

@@ -65,6 +65,11 @@ export interface DrainOptions {
   readonly random?: () => number;
 }
 
+/**
+ * The drain state machine. `onSignal` on SIGTERM/SIGINT; `finished` resolves
+ * with the summary just before `exit(0)`; `progress` holds the numbers the
+ * metrics show.
+ */
 export class DrainController {
   readonly progress = new DrainProgress();
   readonly #o: DrainOptions;

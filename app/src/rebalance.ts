@@ -61,6 +61,11 @@ export interface RebalancerOptions {
   readonly random?: () => number;
 }
 
+/**
+ * Sheds connections above the fair share after a scale-up. `start` runs a
+ * round every interval; `stop` ends it for good (the drain calls it);
+ * `status` holds the numbers the metrics show.
+ */
 export class Rebalancer {
   readonly status = new RebalanceStatus();
   #state: RebalanceState = 'balanced';

@@ -55,6 +55,11 @@ export interface ServiceDeps {
   readonly counters?: Counters;
 }
 
+/**
+ * Builds the service and listens on both ports. The rebalancer and the
+ * deletion-cost reporter wait for `startBackground`; the drain waits for a
+ * signal handed to `drain.onSignal`.
+ */
 export async function startService(config: Config, logger: Logger, deps: ServiceDeps): Promise<Service> {
   const counters = deps.counters ?? new Counters();
   const admission: Admission = { accepting: true, rebalancing: false };

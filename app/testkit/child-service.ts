@@ -16,7 +16,7 @@ export interface ChildServiceOptions {
   readonly name?: string;
   /** Service environment (DRAIN_*, MAX_CONNECTIONS, …) on top of the loopback defaults. */
   readonly env?: Readonly<Record<string, string>>;
-  /** Exit at once on SIGTERM, like the original Go server: the baseline that drops clients. */
+  /** Exit at once on SIGTERM, like the recipe's Go echo server (README): the baseline that drops clients. */
   readonly naive?: boolean;
   /** Where the JSON log lines go besides `logs` (e.g. a file stream); default: kept in memory only. */
   readonly onLog?: (entry: Record<string, unknown>) => void;

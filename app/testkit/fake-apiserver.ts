@@ -1,5 +1,5 @@
-// A LOCAL FAKE KUBERNETES API SERVER (no kube-apiserver can run here): the
-// few core/v1 endpoints ws-echo calls, with the API's real shapes (paths,
+// A LOCAL FAKE KUBERNETES API SERVER, a stand-in for kube-apiserver in the
+// tests and the local cluster: the few core/v1 endpoints ws-echo calls, with the API's real shapes (paths,
 // verbs, content types, bodies, `Status` objects for errors), backed by an
 // in-memory pod store. The kube tests use it to assert what the client sent;
 // the local cluster uses it so replicas run their real Kubernetes code paths

@@ -1,5 +1,5 @@
 // podman for the image tests: every call with scripts/containers.conf (runc,
-// cgroupfs, ulimits the sandbox allows) and a timeout, so a stuck podman
+// cgroupfs, ulimits a container host without systemd allows) and a timeout, so a stuck podman
 // fails a test instead of hanging the run.
 import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';

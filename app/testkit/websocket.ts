@@ -41,23 +41,35 @@ export async function closed(ws: WebSocket, timeoutMs = 10_000): Promise<{ code:
 export const SAMPLE_KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 
 export interface UpgradeRequestOptions {
+  readonly method?: string;
   readonly path?: string;
-  /** The Host header; null leaves it out. */
+  /** Each header below: null leaves it out. */
   readonly host?: string | null;
-  /** Sec-WebSocket-Key; null leaves it out. */
+  readonly upgrade?: string | null;
   readonly key?: string | null;
-  readonly version?: string;
-  /** Extra header lines, e.g. { Origin: 'https://evil.example' }. */
+  readonly version?: string | null;
+  /** Extra header lines after those, e.g. { Origin: 'https://evil.example' }. */
   readonly headers?: Readonly<Record<string, string>>;
 }
 
-/** The bytes of an HTTP/1.1 upgrade request, for raw-socket tests. */
-export function upgradeRequest({ path = '/echo', host = '127.0.0.1', key = SAMPLE_KEY, version = '13', headers = {} }: UpgradeRequestOptions = {}): string {
-  const lines = [`GET ${path} HTTP/1.1`];
+/**
+ * The bytes of an HTTP/1.1 upgrade request, for raw-socket tests: a valid
+ * one by default, or broken in the ways the options say.
+ */
+export function upgradeRequest({
+  method = 'GET',
+  path = '/echo',
+  host = '127.0.0.1',
+  upgrade = 'websocket',
+  key = SAMPLE_KEY,
+  version = '13',
+  headers = {},
+}: UpgradeRequestOptions = {}): string {
+  const lines = [`${method} ${path} HTTP/1.1`];
   if (host !== null) lines.push(`Host: ${host}`);
-  lines.push('Upgrade: websocket', 'Connection: Upgrade');
+  if (upgrade !== null) lines.push(`Upgrade: ${upgrade}`, 'Connection: Upgrade');
   if (key !== null) lines.push(`Sec-WebSocket-Key: ${key}`);
-  lines.push(`Sec-WebSocket-Version: ${version}`);
+  if (version !== null) lines.push(`Sec-WebSocket-Version: ${version}`);
   for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
   return `${lines.join('\r\n')}\r\n\r\n`;
 }

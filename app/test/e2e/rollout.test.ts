@@ -1,4 +1,4 @@
-// The local cluster (scripts/cluster): real replicas behind real nginx,
+// The local cluster (testkit/cluster): real replicas behind real nginx,
 // scraped by real Prometheus, with reference clients and a real headless
 // Chromium. Short versions of `npm run rollout` in each mode.
 import assert from 'node:assert/strict';
@@ -68,7 +68,7 @@ describe('local cluster behind real nginx', { skip: needs('nginx', 'prometheus')
     }
   });
 
-  it('the naive mode (exit at once on SIGTERM, like the original Go server) shows the drops', async () => {
+  it('the naive mode (exit at once on SIGTERM, like the recipe’s Go server) shows the drops', async () => {
     const report = await run('naive');
     console.log(`# naive: ${figures(report)}`);
     assert.ok(report.totals.abnormalCloses > 0, 'clients saw 1006');

@@ -1,4 +1,4 @@
-// The drain contract of DESIGN.md, tested on the real process with real
+// The drain contract (docs/ARCHITECTURE.md), tested on the real process with real
 // signals and reference clients (app/src/client.ts).
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -10,7 +10,7 @@ import type { DrainSummary } from '../../src/drain.js';
 import { ChildService } from '../../testkit/child-service.js';
 import { httpGet } from '../../testkit/http.js';
 import { scrape, startTestService, waitFor } from '../../testkit/service.js';
-import { connect, UpgradeRefused, wsUrl } from '../../testkit/websocket.js';
+import { connect, UpgradeRefused, upgradeRequest, wsUrl } from '../../testkit/websocket.js';
 
 // DRAIN_TEST_CLIENTS=2000 npm test -- … runs the large version by hand.
 const CLIENTS = Number(process.env.DRAIN_TEST_CLIENTS ?? 500);
@@ -98,9 +98,7 @@ describe('drain on SIGTERM', () => {
     // A raw client: completes the upgrade, then reads nothing and answers nothing.
     const mute = tcpConnect(service.port, '127.0.0.1');
     await once(mute, 'connect');
-    mute.write(
-      'GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
-    );
+    mute.write(upgradeRequest());
     await once(mute, 'data');
     mute.on('error', () => {});
     const polite = new EchoClient({ urls: [wsUrl(service.port)], id: 'polite' });

@@ -2,14 +2,14 @@
 // limit) and HTTP timeouts, over real sockets.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect as tcpConnect, type Socket } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
 import type { Service } from '../../src/service.js';
-import { httpGet } from '../../testkit/http.js';
+import { exchange, httpGet } from '../../testkit/http.js';
 import { scrape, startTestService, waitFor } from '../../testkit/service.js';
-import { closed, connect, UpgradeRefused } from '../../testkit/websocket.js';
+import { closed, connect, UpgradeRefused, upgradeRequest } from '../../testkit/websocket.js';
 
 describe('public HTTP endpoints', () => {
   let service: Service;
@@ -93,10 +93,7 @@ describe('public HTTP endpoints', () => {
   });
 
   it('refuses a handshake with a missing Sec-WebSocket-Key with 400 and keeps serving', async () => {
-    const reply = await rawRequest(
-      service.port,
-      'GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n',
-    );
+    const reply = await rawRequest(service.port, upgradeRequest({ key: null }));
     assert.match(reply, /^HTTP\/1\.1 400 /);
     assert.match(reply, /Sec-WebSocket-Key/);
     assert.equal(await scrape(service.metricsPort, 'websocket_upgrades_rejected_total', { reason: 'invalid_handshake' }), 1);
@@ -105,10 +102,7 @@ describe('public HTTP endpoints', () => {
   });
 
   it('refuses an unsupported WebSocket version with 400 and names the one it speaks', async () => {
-    const reply = await rawRequest(
-      service.port,
-      'GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 99\r\n\r\n',
-    );
+    const reply = await rawRequest(service.port, upgradeRequest({ version: '99' }));
     assert.match(reply, /^HTTP\/1\.1 400 /);
     assert.match(reply, /Sec-WebSocket-Version: 13/i);
   });
@@ -208,12 +202,7 @@ describe('HTTP timeouts', () => {
 });
 
 /** Writes raw bytes to the public port and returns everything the server answers before closing. */
+/** Sends `text` on a raw connection and returns all the server answered before closing it. */
 async function rawRequest(port: number, text: string): Promise<string> {
-  const socket: Socket = tcpConnect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  let reply = '';
-  socket.on('data', (chunk: Buffer) => (reply += chunk.toString()));
-  socket.write(text);
-  await once(socket, 'close');
-  return reply;
+  return (await exchange(port, [text], { end: false })).received.toString();
 }

@@ -74,17 +74,30 @@ describe('logs', () => {
 
   /** Every kind of request the service logs something about, carrying the marks. */
   async function hostileTraffic(port: number): Promise<void> {
-    const auth = `Authorization: Bearer ${secrets.bearer}\r\nCookie: session=${secrets.cookie}\r\nX-Api-Key: ${secrets.apiKey}\r\nUser-Agent: ${requestData.userAgent}\r\nX-Custom: ${requestData.header}\r\n`;
-    const handshake = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+    const auth = {
+      Authorization: `Bearer ${secrets.bearer}`,
+      Cookie: `session=${secrets.cookie}`,
+      'X-Api-Key': secrets.apiKey,
+      'User-Agent': requestData.userAgent,
+      'X-Custom': requestData.header,
+    };
+    const withToken = `/echo?token=${secrets.queryToken}`;
     const requests = [
-      `GET /${requestData.path}?token=${secrets.queryToken} HTTP/1.1\r\nHost: x\r\n${auth}${handshake}\r\n`, // 404 path
-      `GET /echo?token=${secrets.queryToken} HTTP/1.1\r\nHost: x\r\n${auth}${handshake}Origin: ${requestData.origin}\r\n\r\n`, // 403 origin
-      `GET /echo HTTP/1.1\r\nHost: x\r\n${auth}${handshake.replace('dGhlIHNhbXBsZSBub25jZQ==', requestData.key)}\r\n`, // 400 bad key
-      `GET /echo HTTP/1.1\r\nHost: x\r\n${auth}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`, // 431
-      `GET /${requestData.path} HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n`, // 400 smuggling
-      `POST /echo?token=${secrets.queryToken} HTTP/1.1\r\nHost: x\r\n${auth}Content-Length: 0\r\n\r\n`, // 405
-      `GET /echo?token=${secrets.queryToken} HTTP/1.1\r\nHost: x\r\n${auth}\r\n`, // 426
-      `GET /echo?token=${secrets.queryToken} HTTP/1.1\r\nHost: x\r\n${auth}${handshake}\r\n`, // 101, then frames below
+      upgradeRequest({ path: `/${requestData.path}?token=${secrets.queryToken}`, host: 'x', headers: auth }), // 404 path
+      upgradeRequest({ path: withToken, host: 'x', headers: { ...auth, Origin: requestData.origin } }), // 403 origin
+      upgradeRequest({ host: 'x', key: requestData.key, headers: auth }), // 400 bad key
+      upgradeRequest({ host: 'x', upgrade: null, key: null, version: null, headers: { ...auth, 'X-Big': 'a'.repeat(20_000) } }), // 431
+      upgradeRequest({
+        path: `/${requestData.path}`,
+        host: 'x',
+        upgrade: null,
+        key: null,
+        version: null,
+        headers: { ...auth, 'Content-Length': '1', 'Transfer-Encoding': 'chunked' },
+      }), // 400 smuggling
+      upgradeRequest({ method: 'POST', path: withToken, host: 'x', upgrade: null, key: null, version: null, headers: { ...auth, 'Content-Length': '0' } }), // 405
+      upgradeRequest({ path: withToken, host: 'x', upgrade: null, key: null, version: null, headers: auth }), // 426
+      upgradeRequest({ path: withToken, host: 'x', headers: auth }), // 101, then frames below
     ];
     for (const [i, request] of requests.entries()) {
       const frames =

@@ -11,14 +11,13 @@ import { closePayload, OP, serverFrame } from '../../../testkit/frames.js';
 import { exchange, splitHead } from '../../../testkit/http.js';
 import { assertContained, Figures, othersSaw, tally, watched } from '../../../testkit/reliability.js';
 import { scrape, waitFor } from '../../../testkit/service.js';
-import { connect, UpgradeRefused, upgradeRequest } from '../../../testkit/websocket.js';
+import { connect, SAMPLE_KEY, UpgradeRefused, upgradeRequest, type UpgradeRequestOptions } from '../../../testkit/websocket.js';
 
 const figures = new Figures('upgrades');
 after(() => figures.write());
 
-const KEY = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
-const HANDSHAKE = `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n${KEY}`;
-const get = (path: string, headers = HANDSHAKE): string => `GET ${path} HTTP/1.1\r\nHost: echo.test\r\n${headers}\r\n`;
+/** An upgrade request to the echo path, broken the way `options` say. */
+const upgrade = (options: UpgradeRequestOptions = {}): string => upgradeRequest({ host: 'echo.test', ...options });
 
 interface Malformed {
   readonly name: string;
@@ -34,46 +33,51 @@ interface Malformed {
 const MALFORMED: readonly Malformed[] = [
   {
     name: 'missing Sec-WebSocket-Key',
-    request: get('/echo', 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n'),
+    request: upgrade({ key: null }),
     status: 400,
     counted: 'rejected:invalid_handshake',
   },
   {
     name: 'Sec-WebSocket-Key not 16 bytes of base64',
-    request: get('/echo', HANDSHAKE.replace(KEY, 'Sec-WebSocket-Key: c2hvcnQ=\r\n')),
+    request: upgrade({ key: 'c2hvcnQ=' }),
     status: 400,
     counted: 'rejected:invalid_handshake',
   },
-  { name: 'two Sec-WebSocket-Key headers', request: get('/echo', `${HANDSHAKE}${KEY}`), status: 400, counted: 'rejected:invalid_handshake' },
+  {
+    name: 'two Sec-WebSocket-Key headers',
+    request: upgrade({ headers: { 'Sec-WebSocket-Key': SAMPLE_KEY } }),
+    status: 400,
+    counted: 'rejected:invalid_handshake',
+  },
   ...['0', '12', '14', '99', 'thirteen'].map((v) => ({
     name: `Sec-WebSocket-Version: ${v}`,
-    request: get('/echo', HANDSHAKE.replace('Version: 13', `Version: ${v}`)),
+    request: upgrade({ version: v }),
     status: 400,
     counted: 'rejected:invalid_handshake' as const,
     answer: /\r\nSec-WebSocket-Version: 13\r\n/i,
   })),
   {
     name: 'missing Sec-WebSocket-Version',
-    request: get('/echo', HANDSHAKE.replace('Sec-WebSocket-Version: 13\r\n', '')),
+    request: upgrade({ version: null }),
     status: 400,
     counted: 'rejected:invalid_handshake',
   },
   {
     name: 'Upgrade: h2c on the WebSocket path',
-    request: get('/echo', 'Upgrade: h2c\r\nConnection: Upgrade\r\n'),
+    request: upgrade({ upgrade: 'h2c', key: null, version: null }),
     status: 400,
     counted: 'rejected:invalid_handshake',
   },
-  { name: 'POST with an upgrade', request: get('/echo').replace('GET', 'POST'), status: 405, counted: 'rejected:invalid_handshake' },
+  { name: 'POST with an upgrade', request: upgrade({ method: 'POST' }), status: 405, counted: 'rejected:invalid_handshake' },
   {
     name: 'a 20 KiB header (over Node’s 16 KiB)',
-    request: get('/echo', `${HANDSHAKE}X-Padding: ${'a'.repeat(20 * 1024)}\r\n`),
+    request: upgrade({ headers: { 'X-Padding': 'a'.repeat(20 * 1024) } }),
     status: 431,
     counted: 'http:headers_too_large',
   },
   {
     name: '3,000 small headers',
-    request: get('/echo', `${HANDSHAKE}${Array.from({ length: 3000 }, (_, i) => `X-H${i}: v\r\n`).join('')}`),
+    request: upgrade({ headers: Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`X-H${i}`, 'v'])) }),
     status: 431,
     counted: 'http:headers_too_large',
   },
@@ -85,7 +89,7 @@ const MALFORMED: readonly Malformed[] = [
   },
   {
     name: 'smuggling: Content-Length with Transfer-Encoding on an upgrade',
-    request: get('/echo', `${HANDSHAKE}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n`),
+    request: upgrade({ headers: { 'Content-Length': '5', 'Transfer-Encoding': 'chunked' } }),
     status: 400,
     counted: 'http:bad_request',
   },
@@ -119,16 +123,16 @@ const MALFORMED: readonly Malformed[] = [
     request: `${upgradeRequest()}GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n`,
     status: 101,
   },
-  { name: 'NUL byte in a header value', request: get('/echo', `${HANDSHAKE}X-A: a\x00b\r\n`), status: 400, counted: 'http:bad_request' },
-  { name: 'no Host header', request: 'GET /echo HTTP/1.1\r\n' + HANDSHAKE + '\r\n', status: 400, counted: 'rejected:invalid_handshake' },
+  { name: 'NUL byte in a header value', request: upgrade({ headers: { 'X-A': 'a\x00b' } }), status: 400, counted: 'http:bad_request' },
+  { name: 'no Host header', request: upgrade({ host: null }), status: 400, counted: 'rejected:invalid_handshake' },
   { name: 'TLS ClientHello on the plain port', request: '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03', status: 400, counted: 'http:bad_request' },
   { name: 'HTTP/2 connection preface', request: 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', status: 400, counted: 'http:bad_request' },
-  { name: 'upgrade on another path', request: get('/chat'), status: 404, counted: 'rejected:path' },
-  { name: 'upgrade with an absolute-form target', request: get('http://evil.example/echo'), status: 404, counted: 'rejected:path' },
-  { name: 'upgrade on /echo/../echo (no path normalisation)', request: get('/echo/../echo'), status: 404, counted: 'rejected:path' },
-  { name: 'upgrade on /metrics of the public port', request: get('/metrics'), status: 404, counted: 'rejected:path' },
-  { name: 'forbidden Origin', request: get('/echo', `${HANDSHAKE}Origin: https://evil.example.net\r\n`), status: 403, counted: 'rejected:origin' },
-  { name: 'Origin: null (sandboxed iframe, file://)', request: get('/echo', `${HANDSHAKE}Origin: null\r\n`), status: 403, counted: 'rejected:origin' },
+  { name: 'upgrade on another path', request: upgrade({ path: '/chat' }), status: 404, counted: 'rejected:path' },
+  { name: 'upgrade with an absolute-form target', request: upgrade({ path: 'http://evil.example/echo' }), status: 404, counted: 'rejected:path' },
+  { name: 'upgrade on /echo/../echo (no path normalisation)', request: upgrade({ path: '/echo/../echo' }), status: 404, counted: 'rejected:path' },
+  { name: 'upgrade on /metrics of the public port', request: upgrade({ path: '/metrics' }), status: 404, counted: 'rejected:path' },
+  { name: 'forbidden Origin', request: upgrade({ headers: { Origin: 'https://evil.example.net' } }), status: 403, counted: 'rejected:origin' },
+  { name: 'Origin: null (sandboxed iframe, file://)', request: upgrade({ headers: { Origin: 'null' } }), status: 403, counted: 'rejected:origin' },
   { name: 'plain HTTP GET on the WebSocket path', request: 'GET /echo HTTP/1.1\r\nHost: x\r\n\r\n', status: 426, answer: /\r\nUpgrade: websocket\r\n/i },
   { name: 'GET /metrics on the public port', request: 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n', status: 404 },
 ];
