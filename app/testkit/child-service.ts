@@ -3,8 +3,7 @@
 // cluster's replicas and the reliability suite all use this one type.
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { httpGet, httpStatus } from './http.js';
+import { httpGet, waitFor200 } from './http.js';
 import { sampleOf } from './metrics-text.js';
 import { serviceMain } from './paths.js';
 import { isRunning, spawnOwned } from './processes.js';
@@ -92,11 +91,11 @@ export class ChildService {
 
   /** Polls /readyz until it answers 200, like a readiness probe. */
   async waitReady(timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while ((await httpStatus(this.port, '/readyz')) !== 200) {
-      if (Date.now() > deadline) throw new Error(`service ${this.name} not ready after ${timeoutMs} ms`);
-      await sleep(50);
-    }
+    await waitFor200(this.port, '/readyz', {
+      timeoutMs,
+      describeFailure: () => `service ${this.name}, stderr: ${this.stderr()}`,
+      gone: () => (this.running ? undefined : `service ${this.name} exited`),
+    });
   }
 
   /** Sends a signal and returns at once (SIGTERM starts the drain; watch `logs` and `exited`). */

@@ -106,3 +106,38 @@ export function splitHead(received: Buffer): { status: string; head: string; bod
   const head = received.subarray(0, end).toString('latin1');
   return { status: head.split('\r\n')[0] ?? '', head, body: received.subarray(end + 4) };
 }
+
+export interface WaitFor200Options {
+  readonly timeoutMs: number;
+  /** More to say on a timeout, e.g. the process's logs. */
+  readonly describeFailure?: () => string | Promise<string>;
+  /** Why waiting is pointless (the process exited), or undefined to keep polling. */
+  readonly gone?: () => string | undefined;
+}
+
+/**
+ * Polls GET `path` until it answers 200, like a readiness probe; resolves
+ * with the time (performance.now()) of that answer. Rejects at the timeout
+ * with the last answer, or at once when `gone` says there is nothing to wait for.
+ */
+export async function waitFor200(
+  port: number,
+  path: string,
+  { timeoutMs, describeFailure = () => '', gone = () => undefined }: WaitFor200Options,
+): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  let last: string;
+  for (;;) {
+    try {
+      const { status } = await httpGet(port, path, { timeoutMs: 2000 });
+      if (status === 200) return performance.now();
+      last = `HTTP ${status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    const reason = gone();
+    if (reason !== undefined) throw new Error(`${path} on ${port}: ${reason}\n${await describeFailure()}`);
+    if (performance.now() > deadline) throw new Error(`${path} on ${port} not 200 after ${timeoutMs} ms (last: ${last})\n${await describeFailure()}`);
+    await sleep(20);
+  }
+}

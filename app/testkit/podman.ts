@@ -4,8 +4,6 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { httpGet } from './http.js';
 import { repoRoot } from './paths.js';
 import { findTool, missingMessage } from './tools.js';
 
@@ -74,23 +72,6 @@ export async function publishedPort(name: string, containerPort: number): Promis
   const port = Number(out.split(':').pop());
   if (!Number.isInteger(port) || port <= 0) throw new Error(`${name}: port ${containerPort} is not published (${out})`);
   return port;
-}
-
-/** Polls GET `path` until it answers 200; resolves with the time (performance.now()) of that answer. */
-export async function waitFor200(port: number, path: string, timeoutMs: number, describeFailure: () => Promise<string>): Promise<number> {
-  const deadline = performance.now() + timeoutMs;
-  let last: string;
-  for (;;) {
-    try {
-      const { status } = await httpGet(port, path);
-      if (status === 200) return performance.now();
-      last = `HTTP ${status}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (performance.now() > deadline) throw new Error(`${path} on ${port} not 200 after ${timeoutMs} ms (last: ${last})\n${await describeFailure()}`);
-    await sleep(5);
-  }
 }
 
 /**

@@ -50,8 +50,23 @@ export function needs(...tools: SystemTool[]): string | undefined {
   return missingMessage(missing);
 }
 
-/** Runs an idempotent fetch script once, when the file it produces is missing (helm, the API models). */
+const fetchFailures = new Map<string, Error>();
+
+/**
+ * Runs an idempotent fetch script once, when the file it produces is missing
+ * (helm, the API models). A failure is remembered, so the tests that need the
+ * file fail at once with the script's own error instead of fetching again.
+ */
 export function ensureFetched(script: string, produces: string): void {
   if (existsSync(join(repoRoot, produces))) return;
-  execFileSync('bash', [join(repoRoot, script)], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 });
+  const failed = fetchFailures.get(script);
+  if (failed) throw failed;
+  try {
+    execFileSync('bash', [join(repoRoot, script)], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000, encoding: 'utf8' });
+  } catch (err) {
+    const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
+    const error = new Error(`${script} failed (${stderr || (err as Error).message}); \`${SETUP_COMMAND}\` runs it too`, { cause: err });
+    fetchFailures.set(script, error);
+    throw error;
+  }
 }

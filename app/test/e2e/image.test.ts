@@ -16,12 +16,21 @@ import { before, describe, it } from 'node:test';
 import { WebSocket, type RawData } from 'ws';
 import { parseAllDocuments, YAMLMap, YAMLSeq, type Document } from 'yaml';
 import { renderText } from '../../testkit/chart/helm.js';
-import { httpGet, freePort } from '../../testkit/http.js';
-import { ensureImage, inspect, podman, podmanUnavailable, publishedPort, removeContainer, top, uniqueName, waitFor200 } from '../../testkit/podman.js';
+import { freePort, httpGet, waitFor200 } from '../../testkit/http.js';
+import { ensureImage, inspect, podman, podmanUnavailable, publishedPort, removeContainer, top, uniqueName } from '../../testkit/podman.js';
 import { scrape, waitFor } from '../../testkit/service.js';
 import { closed, connect, wsUrl } from '../../testkit/websocket.js';
 
 const USER = '10001';
+
+/**
+ * `podman create/run` options of a container run as the chart runs the pod:
+ * read-only root (and no writable /tmp or /run either, as with Kubernetes'
+ * readOnlyRootFilesystem), no capabilities, both ports published on loopback.
+ */
+function hardened(name: string): string[] {
+  return ['--name', name, '--read-only', '--read-only-tmpfs=false', '--cap-drop', 'ALL', '-p', '127.0.0.1::8000', '-p', '127.0.0.1::9100'];
+}
 const unavailable = podmanUnavailable();
 const skip = unavailable !== undefined && process.env.CI !== 'true' ? unavailable : false;
 
@@ -39,29 +48,13 @@ describe('container image (podman)', { skip }, () => {
   it('runs as uid 10001 with a read-only root filesystem and no capabilities, answers probes, echoes text and binary, serves /metrics', async () => {
     const name = uniqueName('ws-echo-run');
     try {
-      // --read-only-tmpfs=false: no writable /tmp, /run either, as with Kubernetes' readOnlyRootFilesystem.
-      await podman([
-        'create',
-        '--name',
-        name,
-        '--read-only',
-        '--read-only-tmpfs=false',
-        '--cap-drop',
-        'ALL',
-        '-p',
-        '127.0.0.1::8000',
-        '-p',
-        '127.0.0.1::9100',
-        '-e',
-        `POD_NAME=${name}`,
-        image,
-      ]);
+      await podman(['create', ...hardened(name), '-e', `POD_NAME=${name}`, image]);
       const startedAt = performance.now();
       await podman(['start', name]);
       const podmanStartMs = performance.now() - startedAt;
       const port = await publishedPort(name, 8000);
       const metricsPort = await publishedPort(name, 9100);
-      const readyAt = await waitFor200(port, '/readyz', 30_000, () => containerLogs(name));
+      const readyAt = await waitFor200(port, '/readyz', { timeoutMs: 30_000, describeFailure: () => containerLogs(name) });
       const startToReadyMs = readyAt - startedAt;
 
       const state = await inspect(name);
@@ -127,16 +120,7 @@ describe('container image (podman)', { skip }, () => {
       await podman([
         'run',
         '--detach',
-        '--name',
-        name,
-        '--read-only',
-        '--read-only-tmpfs=false',
-        '--cap-drop',
-        'ALL',
-        '-p',
-        '127.0.0.1::8000',
-        '-p',
-        '127.0.0.1::9100',
+        ...hardened(name),
         '-e',
         `DRAIN_WINDOW_SECONDS=${windowSeconds}`,
         '-e',
@@ -145,7 +129,7 @@ describe('container image (podman)', { skip }, () => {
       ]);
       const port = await publishedPort(name, 8000);
       const metricsPort = await publishedPort(name, 9100);
-      await waitFor200(port, '/readyz', 30_000, () => containerLogs(name));
+      await waitFor200(port, '/readyz', { timeoutMs: 30_000, describeFailure: () => containerLogs(name) });
       for (let i = 0; i < clientsCount; i++) clients.push(await connect(port));
       await Promise.all(clients.map((ws, i) => roundTrip(ws, `hello ${i}`)));
       assert.equal(await scrape(metricsPort, 'websocket_connections_active'), clientsCount);
@@ -201,7 +185,7 @@ describe('container image (podman)', { skip }, () => {
       assert.ok(podId, `podman kube play printed a pod id:\n${played}`);
       const podName = (await podman(['pod', 'inspect', '--format', '{{.Name}}', podId])).trim();
       const ctr = `${podName}-${container}`;
-      const readyAt = await waitFor200(wsPort, '/readyz', 30_000, () => containerLogs(ctr));
+      const readyAt = await waitFor200(wsPort, '/readyz', { timeoutMs: 30_000, describeFailure: () => containerLogs(ctr) });
 
       // The chart's securityContext, as applied by podman.
       const state = await inspect(ctr);

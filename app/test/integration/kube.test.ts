@@ -6,13 +6,13 @@
 // tests assert what the client sent. The deletion-cost reporter's timing is
 // unit/deletion-cost.test.ts.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createTlsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { generate as generateCertificate } from 'selfsigned';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoClient } from '../../src/client.js';
 import { loadConfig } from '../../src/config.js';
@@ -249,30 +249,14 @@ describe('kubernetes integration: detection', () => {
     const root = mkdtempSync(join(tmpdir(), 'ws-echo-sa-'));
     const saDir = join(root, SERVICE_ACCOUNT_DIR);
     mkdirSync(saDir, { recursive: true });
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=kubernetes',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        join(root, 'key.pem'),
-        '-out',
-        join(saDir, 'ca.crt'),
-      ],
-      { stdio: 'ignore' },
-    );
+    const tls = await generateCertificate([{ name: 'commonName', value: 'kubernetes' }], {
+      algorithm: 'sha256',
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    });
+    writeFileSync(join(saDir, 'ca.crt'), tls.cert);
     writeFileSync(join(saDir, 'token'), 'mounted-token');
     writeFileSync(join(saDir, 'namespace'), 'from-file');
-    const api = new FakeApiServer(createTlsServer({ key: readFileSync(join(root, 'key.pem')), cert: readFileSync(join(saDir, 'ca.crt')) }));
+    const api = new FakeApiServer(createTlsServer({ key: tls.private, cert: tls.cert }));
     const port = await api.listen();
     const saved = { host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT };
     // client-node's loadFromCluster() reads these two from the environment itself.

@@ -5,8 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, httpGet, httpStatus } from '../http.js';
+import { freePort, httpGet, waitFor200 } from '../http.js';
 import { spawnOwned } from '../processes.js';
 import { requireTool } from '../tools.js';
 
@@ -58,12 +57,7 @@ scrape_configs:
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
     const prometheus = new Prometheus(dir, port, namespace, child);
-    const deadline = Date.now() + 30_000;
-    while ((await httpStatus(port, '/-/ready')) !== 200) {
-      if (child.exitCode !== null) throw new Error(`prometheus exited with ${child.exitCode}`);
-      if (Date.now() > deadline) throw new Error('prometheus not ready after 30 s');
-      await sleep(100);
-    }
+    await waitFor200(port, '/-/ready', { timeoutMs: 30_000, gone: () => (child.exitCode === null ? undefined : `prometheus exited with ${child.exitCode}`) });
     return prometheus;
   }
 

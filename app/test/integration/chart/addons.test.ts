@@ -1,19 +1,17 @@
-// k8s/: the cluster add-ons the chart relies on. They cannot run here (no
-// Docker, no cluster), so they are checked for what can be checked: the
-// script parses, the manifests are valid, and the metric name and PromQL
-// agree with the chart and the service.
+// k8s/: the cluster add-ons the chart relies on. Without a cluster they are
+// checked for what can be checked: the script parses, the manifests are
+// valid, and the metric name and PromQL agree with the chart and the service.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { parse } from 'yaml';
 import { one, render } from '../../../testkit/chart/helm.js';
 import { type Manifest, validateModel } from '../../../testkit/chart/k8s-schemas.js';
+import { readYaml } from '../../../testkit/chart/values.js';
 import { repoRoot } from '../../../testkit/paths.js';
 
 const k8s = (file: string): string => join(repoRoot, 'k8s', file);
-const yamlOf = <T>(file: string): T => parse(readFileSync(k8s(file), 'utf8')) as T;
+const yamlOf = <T>(file: string): T => readYaml<T>(k8s(file));
 
 describe('k8s add-ons', () => {
   it('has an end-to-end script that bash can parse', () => {
