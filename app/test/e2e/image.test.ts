@@ -20,6 +20,7 @@ import { freePort, httpGet, waitFor200 } from '../../testkit/http.js';
 import { ensureImage, inspect, podman, podmanUnavailable, publishedPort, removeContainer, top, uniqueName } from '../../testkit/podman.js';
 import { scrape, waitFor } from '../../testkit/service.js';
 import { closed, connect, wsUrl } from '../../testkit/websocket.js';
+import { needsFetched } from '../../testkit/tools.js';
 
 const USER = '10001';
 
@@ -161,72 +162,76 @@ describe('container image (podman)', { skip }, () => {
     }
   });
 
-  it("starts the chart's Deployment pod with its securityContext, passes readiness, gets POD_NAME from the downward API, and drains on pod stop", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ws-echo-kubeplay-'));
-    const file = join(dir, 'deployment.yaml');
-    let podId = '';
-    try {
-      const release = uniqueName('img');
-      const colon = image.lastIndexOf(':');
-      const [repository, tag] = colon > image.lastIndexOf('/') ? [image.slice(0, colon), image.slice(colon + 1)] : [image, 'latest'];
-      const rendered = await renderText({
-        release,
-        namespace: 'default',
-        set: [`image.repository=${repository}`, `image.tag=${tag}`, 'replicaCount=1', 'drain.windowSeconds=1', 'drain.closeTimeoutSeconds=1'],
-      });
-      const wsPort = await freePort();
-      const metricsPort = await freePort();
-      const { yaml, grace, container } = forPodman(rendered, { ws: wsPort, metrics: metricsPort });
-      writeFileSync(file, yaml);
+  it(
+    "starts the chart's Deployment pod with its securityContext, passes readiness, gets POD_NAME from the downward API, and drains on pod stop",
+    { skip: needsFetched('helm') },
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'ws-echo-kubeplay-'));
+      const file = join(dir, 'deployment.yaml');
+      let podId = '';
+      try {
+        const release = uniqueName('img');
+        const colon = image.lastIndexOf(':');
+        const [repository, tag] = colon > image.lastIndexOf('/') ? [image.slice(0, colon), image.slice(colon + 1)] : [image, 'latest'];
+        const rendered = await renderText({
+          release,
+          namespace: 'default',
+          set: [`image.repository=${repository}`, `image.tag=${tag}`, 'replicaCount=1', 'drain.windowSeconds=1', 'drain.closeTimeoutSeconds=1'],
+        });
+        const wsPort = await freePort();
+        const metricsPort = await freePort();
+        const { yaml, grace, container } = forPodman(rendered, { ws: wsPort, metrics: metricsPort });
+        writeFileSync(file, yaml);
 
-      const playedAt = performance.now();
-      const played = await podman(['kube', 'play', file], 120_000);
-      podId = /Pod:\s*\n([0-9a-f]{12,64})/.exec(played)?.[1] ?? '';
-      assert.ok(podId, `podman kube play printed a pod id:\n${played}`);
-      const podName = (await podman(['pod', 'inspect', '--format', '{{.Name}}', podId])).trim();
-      const ctr = `${podName}-${container}`;
-      const readyAt = await waitFor200(wsPort, '/readyz', { timeoutMs: 30_000, describeFailure: () => containerLogs(ctr) });
+        const playedAt = performance.now();
+        const played = await podman(['kube', 'play', file], 120_000);
+        podId = /Pod:\s*\n([0-9a-f]{12,64})/.exec(played)?.[1] ?? '';
+        assert.ok(podId, `podman kube play printed a pod id:\n${played}`);
+        const podName = (await podman(['pod', 'inspect', '--format', '{{.Name}}', podId])).trim();
+        const ctr = `${podName}-${container}`;
+        const readyAt = await waitFor200(wsPort, '/readyz', { timeoutMs: 30_000, describeFailure: () => containerLogs(ctr) });
 
-      // The chart's securityContext, as applied by podman.
-      const state = await inspect(ctr);
-      assert.equal(state.Config.User, `${USER}:${USER}`);
-      assert.equal(state.HostConfig.ReadonlyRootfs, true, 'readOnlyRootFilesystem');
-      assert.deepEqual(state.EffectiveCaps ?? [], [], 'capabilities.drop: [ALL]');
-      assert.ok(state.HostConfig.SecurityOpt?.includes('no-new-privileges'), 'allowPrivilegeEscalation: false');
-      assert.equal(state.HostConfig.Memory, 512 * 1024 * 1024, 'resources.limits.memory');
-      const [pid1, ...others] = await top(ctr);
-      assert.deepEqual(others, []);
-      assert.deepEqual([pid1?.pid, pid1?.user, pid1?.capeff, pid1?.seccomp], ['1', USER, 'none', 'filter'], 'seccomp RuntimeDefault');
-      assert.ok(state.Config.Env.includes('DRAIN_WINDOW_SECONDS=1'), 'the chart env reaches the container');
+        // The chart's securityContext, as applied by podman.
+        const state = await inspect(ctr);
+        assert.equal(state.Config.User, `${USER}:${USER}`);
+        assert.equal(state.HostConfig.ReadonlyRootfs, true, 'readOnlyRootFilesystem');
+        assert.deepEqual(state.EffectiveCaps ?? [], [], 'capabilities.drop: [ALL]');
+        assert.ok(state.HostConfig.SecurityOpt?.includes('no-new-privileges'), 'allowPrivilegeEscalation: false');
+        assert.equal(state.HostConfig.Memory, 512 * 1024 * 1024, 'resources.limits.memory');
+        const [pid1, ...others] = await top(ctr);
+        assert.deepEqual(others, []);
+        assert.deepEqual([pid1?.pid, pid1?.user, pid1?.capeff, pid1?.seccomp], ['1', USER, 'none', 'filter'], 'seccomp RuntimeDefault');
+        assert.ok(state.Config.Env.includes('DRAIN_WINDOW_SECONDS=1'), 'the chart env reaches the container');
 
-      // POD_NAME (fieldRef metadata.name) is the pod's name: the 101 says who served it.
-      const { ws, servedBy } = await openSocket(wsPort);
-      assert.equal(servedBy, podName);
-      await roundTrip(ws, 'through the pod');
-      assert.equal(await scrape(metricsPort, 'websocket_connections_active'), 1, '/metrics on the metrics hostPort');
+        // POD_NAME (fieldRef metadata.name) is the pod's name: the 101 says who served it.
+        const { ws, servedBy } = await openSocket(wsPort);
+        assert.equal(servedBy, podName);
+        await roundTrip(ws, 'through the pod');
+        assert.equal(await scrape(metricsPort, 'websocket_connections_active'), 1, '/metrics on the metrics hostPort');
 
-      // What podman made of the rest of the pod spec: figures, not assertions.
-      const health = state.Config.Healthcheck?.Test.join(' ') ?? 'none';
-      console.log(
-        `# kube play: pod=${podName} playToReadyMs=${(readyAt - playedAt).toFixed(0)} terminationGracePeriodSeconds=${grace} ` +
-          `podmanStopTimeout=${state.Config.StopTimeout} restartPolicy=${state.HostConfig.RestartPolicy.Name} livenessAsHealthcheck="${health}"`,
-      );
+        // What podman made of the rest of the pod spec: figures, not assertions.
+        const health = state.Config.Healthcheck?.Test.join(' ') ?? 'none';
+        console.log(
+          `# kube play: pod=${podName} playToReadyMs=${(readyAt - playedAt).toFixed(0)} terminationGracePeriodSeconds=${grace} ` +
+            `podmanStopTimeout=${state.Config.StopTimeout} restartPolicy=${state.HostConfig.RestartPolicy.Name} livenessAsHealthcheck="${health}"`,
+        );
 
-      // Stop the pod as the kubelet would (SIGTERM, SIGKILL at the chart's grace period).
-      const close = closed(ws, (grace + 5) * 1000);
-      const stopAt = performance.now();
-      await podman(['pod', 'stop', '--time', String(grace), podId], (grace + 30) * 1000);
-      const stopSeconds = (performance.now() - stopAt) / 1000;
-      assert.equal((await close).code, 1012);
-      assert.equal((await inspect(ctr)).State.ExitCode, 0);
-      assert.ok(stopSeconds < grace, `pod stopped in ${stopSeconds.toFixed(2)} s, grace ${grace} s`);
-    } finally {
-      if (podId) await podman(['pod', 'rm', '--force', '--ignore', '--time', '0', podId]).catch(() => {});
-      // Also when `kube play` failed half way, after creating the pod.
-      await podman(['kube', 'down', file]).catch(() => {});
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+        // Stop the pod as the kubelet would (SIGTERM, SIGKILL at the chart's grace period).
+        const close = closed(ws, (grace + 5) * 1000);
+        const stopAt = performance.now();
+        await podman(['pod', 'stop', '--time', String(grace), podId], (grace + 30) * 1000);
+        const stopSeconds = (performance.now() - stopAt) / 1000;
+        assert.equal((await close).code, 1012);
+        assert.equal((await inspect(ctr)).State.ExitCode, 0);
+        assert.ok(stopSeconds < grace, `pod stopped in ${stopSeconds.toFixed(2)} s, grace ${grace} s`);
+      } finally {
+        if (podId) await podman(['pod', 'rm', '--force', '--ignore', '--time', '0', podId]).catch(() => {});
+        // Also when `kube play` failed half way, after creating the pod.
+        await podman(['kube', 'down', file]).catch(() => {});
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });
 
 /** Opens a WebSocket to the published port; servedBy is the 101's X-Served-By header. */

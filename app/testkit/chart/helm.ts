@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { chartDir, repoRoot } from '../paths.js';
-import { ensureFetched } from '../tools.js';
+import { ensureFetched, FETCHED } from '../tools.js';
 import { KUBERNETES_VERSIONS, type KubernetesVersion, type Manifest } from './k8s-schemas.js';
 
 const run = promisify(execFile);
@@ -16,7 +16,7 @@ const run = promisify(execFile);
 export const helmBin = join(repoRoot, '.tools', 'bin', 'helm');
 
 export function ensureHelm(): string {
-  ensureFetched('scripts/fetch-helm.sh', join('.tools', 'bin', 'helm'));
+  ensureFetched(FETCHED.helm.script, FETCHED.helm.produces);
   return helmBin;
 }
 

@@ -9,6 +9,7 @@ import { one, render } from '../../../testkit/chart/helm.js';
 import { type Manifest, validateModel } from '../../../testkit/chart/k8s-schemas.js';
 import { readYaml } from '../../../testkit/chart/values.js';
 import { repoRoot } from '../../../testkit/paths.js';
+import { needsFetched } from '../../../testkit/tools.js';
 
 const k8s = (file: string): string => join(repoRoot, 'k8s', file);
 const yamlOf = <T>(file: string): T => readYaml<T>(k8s(file));
@@ -32,7 +33,7 @@ describe('k8s add-ons', () => {
     assert.equal(rule.metricsQuery, 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)');
   });
 
-  it('keeps the KEDA example valid and identical to what the chart renders for release echo in realtime', async () => {
+  it('keeps the KEDA example valid and identical to what the chart renders for release echo in realtime', { skip: needsFetched('helm') }, async () => {
     const example = yamlOf<Manifest>('keda-scaledobject.yaml');
     assert.deepEqual(await validateModel(example), []);
     const fromChart = one(await render({ set: ['keda.enabled=true'] }), 'ScaledObject');
