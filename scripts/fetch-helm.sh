@@ -42,7 +42,7 @@ trap 'rm -rf "$work"' EXIT
 tarball="$tools/cache/lambda-layer-kubectl-$KUBECTL_LAYER_VERSION.tgz"
 if [[ ! -s "$tarball" ]]; then
   echo "fetch-helm: npm pack $wanted (about 37 MB, once)" >&2
-  (cd "$work" && npm pack --loglevel=error "$wanted" >/dev/null) || { echo "fetch-helm: npm pack $wanted failed (is the npm registry reachable?)" >&2; exit 1; }
+  (cd "$work" && npm pack --loglevel=error --fetch-retries=1 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=5000 "$wanted" >/dev/null) || { echo "fetch-helm: npm pack $wanted failed (is the npm registry reachable?)" >&2; exit 1; }
   mv "$work"/*.tgz "$tarball"
 fi
 

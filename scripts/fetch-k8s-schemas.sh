@@ -30,7 +30,7 @@ for k8s in "${!CLIENTS[@]}"; do
   tarball=".tools/cache/kubernetes-client-node-$client.tgz"
   if [[ ! -s "$tarball" ]]; then
     work="$(mktemp -d)"
-    (cd "$work" && npm pack --loglevel=error "@kubernetes/client-node@$client" >/dev/null) || { echo "fetch-k8s-schemas: npm pack @kubernetes/client-node@$client failed (is the npm registry reachable?)" >&2; exit 1; }
+    (cd "$work" && npm pack --loglevel=error --fetch-retries=1 --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=5000 "@kubernetes/client-node@$client" >/dev/null) || { echo "fetch-k8s-schemas: npm pack @kubernetes/client-node@$client failed (is the npm registry reachable?)" >&2; exit 1; }
     mv "$work"/*.tgz "$tarball"
     rm -rf "$work"
   fi

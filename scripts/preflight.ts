@@ -26,7 +26,7 @@ if (missing.length === 0) {
   process.stdout.write('preflight: nginx, prometheus, chromium and podman are installed\n');
 } else {
   process.stderr.write(
-    `preflight: the end-to-end tests that ${missingMessage(missing)}; ${ci ? 'CI=true skips nothing' : 'they are skipped, each with that reason'}\n`,
+    `preflight: some end-to-end tests ${missingMessage(missing)}; ${ci ? 'CI=true skips nothing' : 'they are skipped, each with that reason'}\n`,
   );
   failed = true;
 }

@@ -36,7 +36,7 @@ export function requireTool(tool: SystemTool): string {
 /** "needs nginx and podman, not installed here: run `npm run setup` (apt-get install …)". */
 export function missingMessage(tools: readonly SystemTool[]): string {
   const packages = tools.map((t) => SYSTEM_TOOLS[t].debian).join(' ');
-  return `needs ${tools.join(' and ')}, not installed here: run \`${SETUP_COMMAND}\` (Debian: apt-get install ${packages})`;
+  return `needs ${tools.join(', ')}, not installed here: run \`${SETUP_COMMAND}\` (Debian: apt-get install ${packages})`;
 }
 
 /**
