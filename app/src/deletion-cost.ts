@@ -17,7 +17,11 @@ export interface DeletionCostOptions {
   readonly failureBackoffMs: number;
   /** Injected in tests. */
   readonly now?: () => number;
+  readonly random?: () => number;
 }
+
+/** Each interval is stretched or shortened by up to this fraction, so pods started together do not patch together. */
+export const JITTER = 0.1;
 
 /** A change smaller than this fraction of the reported cost (and at least one connection) is not worth a call. */
 export const MIN_CHANGE = 0.05;
@@ -26,6 +30,7 @@ export const MIN_CHANGE = 0.05;
 export class DeletionCostReporter {
   readonly #o: DeletionCostOptions;
   readonly #now: () => number;
+  readonly #random: () => number;
   #timer: NodeJS.Timeout | undefined;
   #reported: number | undefined;
   #nextPatchAt = 0;
@@ -34,6 +39,7 @@ export class DeletionCostReporter {
   constructor(options: DeletionCostOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
+    this.#random = options.random ?? Math.random;
   }
 
   /** The last cost the API accepted, if any. */
@@ -55,7 +61,7 @@ export class DeletionCostReporter {
 
   /**
    * One look at the count: patches when the interval since the last patch
-   * (or the backoff after a failure) has passed and the count moved by at
+   * (jittered, or the backoff after a failure) has passed and the count moved by at
    * least MIN_CHANGE of the reported cost; one patch at a time.
    */
   async check(): Promise<void> {
@@ -65,7 +71,7 @@ export class DeletionCostReporter {
     const last = this.#reported;
     if (last !== undefined && Math.abs(cost - last) < Math.max(1, Math.ceil(last * MIN_CHANGE))) return;
     this.#inFlight = true;
-    this.#nextPatchAt = now + this.#o.minIntervalMs;
+    this.#nextPatchAt = now + this.#o.minIntervalMs * (1 - JITTER + 2 * JITTER * this.#random());
     const ok = await this.#o.patch(cost);
     if (ok) this.#reported = cost;
     else this.#nextPatchAt = this.#now() + this.#o.failureBackoffMs;

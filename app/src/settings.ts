@@ -248,9 +248,12 @@ export const SETTINGS = {
   KUBECONFIG: setting(text('a kubeconfig file'), undefined, 'with `KUBERNETES_INTEGRATION=on` outside a cluster: which API server to talk to', {
     unset: 'in a pod the service account is used',
   }),
-  POD_DELETION_COST_INTERVAL_SECONDS: setting(seconds(1, 3600), 10, 'at most one pod-deletion-cost patch per this many seconds', {
-    unset: 'the service default',
-  }),
+  POD_DELETION_COST_INTERVAL_SECONDS: setting(
+    seconds(1, 3600),
+    30,
+    'at most one pod-deletion-cost patch per this many seconds (±10 % jitter), and only on a 5 % change: a fleet of N pods sends at most N / interval patches a second',
+    { value: 'kubernetesIntegration.deletionCostIntervalSeconds' },
+  ),
   REBALANCE: setting(choice(SWITCH), 'on', 'shed connections above the fair share after a scale-up (see Rebalancing)', { value: 'rebalance.enabled' }),
   REBALANCE_POD_SELECTOR: setting(
     text('an equality label selector like app.kubernetes.io/name=ws-echo,app.kubernetes.io/instance=echo', (t): string | undefined =>

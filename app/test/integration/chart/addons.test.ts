@@ -36,7 +36,7 @@ describe('k8s add-ons', () => {
   it('keeps the KEDA example valid and identical to what the chart renders for release echo in realtime', { skip: needsFetched('helm') }, async () => {
     const example = yamlOf<Manifest>('keda-scaledobject.yaml');
     assert.deepEqual(await validateModel(example), []);
-    const fromChart = one(await render({ set: ['keda.enabled=true'] }), 'ScaledObject');
+    const fromChart = one(await render({ set: ['keda.enabled=true', 'metrics.podMonitor.enabled=true'] }), 'ScaledObject');
     assert.deepEqual(example.spec, fromChart.spec);
     assert.deepEqual([example.metadata.name, example.metadata.namespace], [fromChart.metadata.name, fromChart.metadata.namespace]);
   });

@@ -8,13 +8,14 @@
 //   required fields, enums, formats: kubernetes-models 5.1.0 (OpenAPI v1.36.0)
 //   CRDs: @kubernetes-models/prometheus-operator 6.0.0 (v0.91.0), keda 2.0.0 (v2.19.0), gateway-api 2.0.0 (v1.5.1)
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import { before, describe, it } from 'node:test';
 import { loadConfig } from '../../../src/config.js';
 import { SETTINGS, type Parser, type Setting, type SettingName } from '../../../src/settings.js';
-import { helm, kubeVersionOf, NAMESPACE, one, pool, RELEASE, render, renderScenarios, scenarios } from '../../../testkit/chart/helm.js';
+import { helm, HELM_MAJORS, kubeVersionOf, NAMESPACE, one, pool, RELEASE, render, renderScenarios, scenarios } from '../../../testkit/chart/helm.js';
 import { isBuiltIn, KUBERNETES_VERSIONS, type KubernetesVersion, type Manifest, validateExact, validateModel } from '../../../testkit/chart/k8s-schemas.js';
 import { chartValues, scenarioValues, valueAt, type Values } from '../../../testkit/chart/values.js';
 import { exportedMetrics } from '../../../testkit/metrics-text.js';
@@ -69,6 +70,16 @@ before(async () => {
     lint.set(scenario, { ok: r.ok, output: `${r.stdout}${r.stderr}` });
   });
 });
+
+/** helm's message for values the chart must refuse. */
+const failure = async (set: string[], scenario = 'default'): Promise<string> => {
+  const err = await render({ scenario, set }).then(
+    () => undefined,
+    (e: unknown) => e as Error,
+  );
+  assert.ok(err, `helm template --set ${set.join(',')} should fail`);
+  return err.message;
+};
 
 describe('chart scenarios (ci/*-values.yaml)', { skip }, () => {
   it('has the scenarios the chart documents', () => {
@@ -190,14 +201,19 @@ describe('drain arithmetic', { skip }, () => {
     assert.equal(env(container(docs)).DRAIN_CLOSE_TIMEOUT_SECONDS, '10');
   });
 
-  it('uses the native sleep action from Kubernetes 1.30 and the node exec below, unless told otherwise', async () => {
+  it('uses the native sleep action unless told exec, whatever the Kubernetes version (the versions themselves: upgrades.test.ts)', async () => {
     assert.deepEqual(container(docsOf('default', '1.30')).lifecycle?.preStop, { sleep: { seconds: 5 } });
     assert.deepEqual(container(docsOf('default', '1.34')).lifecycle?.preStop, { sleep: { seconds: 5 } });
-    const old = await render({ kubeVersion: '1.29.4' });
-    assert.deepEqual(container(old).lifecycle?.preStop, { exec: { command: ['node', '-e', 'setTimeout(() => {}, 5000)'] } });
-    const forced = await render({ kubeVersion: '1.29.4', set: ['drain.preStop.mode=sleep'] });
-    assert.deepEqual(container(forced).lifecycle?.preStop, { sleep: { seconds: 5 } });
-    assert.ok(container(docsOf('exec-prestop', '1.34')).lifecycle?.preStop?.exec, 'mode exec wins over auto on 1.34');
+    assert.deepEqual(container(await render({ set: ['drain.preStop.mode=auto'] })).lifecycle?.preStop, { sleep: { seconds: 5 } }, 'auto, from earlier charts, is sleep');
+    assert.ok(container(docsOf('exec-prestop', '1.34')).lifecycle?.preStop?.exec, 'exec when asked');
+  });
+
+  it('makes a new pod wait the grace period before it counts as available, so at most maxSurge old pods drain at once', async () => {
+    for (const s of scenarios()) {
+      const deployment = spec<{ minReadySeconds: number; template: { spec: PodSpec } }>(one(docsOf(s), 'Deployment'));
+      assert.equal(deployment.minReadySeconds, deployment.template.spec.terminationGracePeriodSeconds, s);
+    }
+    assert.equal(spec<{ minReadySeconds: number }>(one(await render({ set: ['minReadySeconds=0'] }), 'Deployment')).minReadySeconds, 0);
   });
 
   it('rolls out with maxUnavailable 0 and a surge', () => {
@@ -230,6 +246,7 @@ describe('container contract', { skip }, () => {
         DRAIN_WINDOW_SECONDS: '20',
         DRAIN_CLOSE_TIMEOUT_SECONDS: '5',
         KUBERNETES_INTEGRATION: 'on',
+        POD_DELETION_COST_INTERVAL_SECONDS: '120',
         REBALANCE: 'on',
         REBALANCE_TARGET_CONNECTIONS: '4000',
         REBALANCE_TOLERANCE: '0.35',
@@ -256,8 +273,21 @@ describe('container contract', { skip }, () => {
     const fields = Object.fromEntries((container(docsOf('default')).env ?? []).filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
     assert.deepEqual(fields, { POD_NAME: 'metadata.name', POD_NAMESPACE: 'metadata.namespace', POD_UID: 'metadata.uid' });
   });
+  it('lets extraEnv replace a variable the chart sets: one entry per name, the user\'s', async () => {
+    const c = container(await render({ set: ['extraEnv[0].name=LOG_LEVEL', 'extraEnv[0].value=debug', 'extraEnv[1].name=NODE_OPTIONS', 'extraEnv[1].value=--enable-source-maps'] }));
+    const names = (c.env ?? []).map((e) => e.name);
+    assert.deepEqual(
+      names.filter((n, i) => names.indexOf(n) !== i),
+      [],
+      'no name twice: server-side apply refuses it',
+    );
+    assert.equal(env(c).LOG_LEVEL, 'debug');
+    assert.equal(env(c).NODE_OPTIONS, '--enable-source-maps');
+    assert.equal(names.at(-1), 'NODE_OPTIONS', "the user's own variables come last");
+  });
 
-  it('names the ports ws and metrics on the container and the Service, and probes /healthz and /readyz on ws', () => {
+
+  it('names the ports ws and metrics on the container, serves only ws on the public Service, and probes /healthz and /readyz on ws', () => {
     for (const s of ['default', 'custom-config']) {
       const c = container(docsOf(s));
       assert.deepEqual(c.ports?.map((p) => [p.name, p.containerPort]), [['ws', at(s, 'config.port')], ['metrics', at(s, 'config.metricsPort')]]);
@@ -265,7 +295,7 @@ describe('container contract', { skip }, () => {
       assert.deepEqual(c.startupProbe?.httpGet, { path: '/healthz', port: 'ws' });
       assert.deepEqual(c.readinessProbe?.httpGet, { path: '/readyz', port: 'ws' });
       const ports = spec<{ ports: { name: string; port: number; targetPort: string }[] }>(one(docsOf(s), 'Service')).ports;
-      assert.deepEqual(ports.map((p) => [p.name, p.targetPort]), [['ws', 'ws'], ['metrics', 'metrics']]);
+      assert.deepEqual(ports.map((p) => [p.name, p.targetPort]), [['ws', 'ws']]);
     }
   });
 
@@ -437,6 +467,23 @@ describe('Ingress', { skip }, () => {
       assert.deepEqual(r.http.paths, [{ path: '/echo', pathType: 'Exact', backend: { service: { name: FULLNAME, port: { name: 'ws' } } } }]);
     }
   });
+  it('renders only paths that ingress-nginx\'s strict path validation accepts', async () => {
+    // kubernetes/ingress-nginx controller-v1.15.1, internal/ingress/inspector/rules.go: validPathType,
+    // applied to every path whose pathType is not ImplementationSpecific (strict-validate-path-type, on by default since 1.12).
+    const validPathType = /^\/[A-Za-z0-9._\-/]*$/;
+    const ingresses = [...rendered.values()].flatMap((docs) => docs.filter((d) => d.kind === 'Ingress'));
+    ingresses.push(one(await render({ scenario: 'ingress-tls', set: ['config.wsPath=/ws/v1.2/echo_x-y'] }), 'Ingress'));
+    assert.ok(ingresses.length >= 3);
+    for (const ingress of ingresses) {
+      for (const rule of spec<{ rules: { http: { paths: { path: string; pathType: string }[] } }[] }>(ingress).rules) {
+        for (const { path, pathType } of rule.http.paths) {
+          assert.notEqual(pathType, 'ImplementationSpecific');
+          assert.match(path, validPathType);
+        }
+      }
+    }
+  });
+
 });
 
 describe('Gateway API HTTPRoute', { skip }, () => {
@@ -481,7 +528,24 @@ describe('autoscaling', { skip }, () => {
     assert.equal(trigger.metadata.query, `sum(websocket_connections_active{namespace="${NAMESPACE}",pod=~"${FULLNAME}-.*"})`);
     assert.ok(metrics.has('websocket_connections_active'));
     assert.equal(trigger.metadata.threshold, '5000');
-    assert.deepEqual(so.advanced, { horizontalPodAutoscalerConfig: { behavior: spec<{ behavior: unknown }>(one(await render({ set: ['autoscaling.enabled=true'] }), 'HorizontalPodAutoscaler')).behavior } });
+    const hpa = one(await render({ set: ['autoscaling.enabled=true', 'metrics.podMonitor.enabled=true'] }), 'HorizontalPodAutoscaler');
+    assert.deepEqual(so.advanced, { horizontalPodAutoscalerConfig: { name: hpa.metadata.name, behavior: spec<{ behavior: unknown }>(hpa).behavior } });
+  });
+
+  it('has KEDA fail safe: an empty Prometheus answer is an error (the HPA holds), not a 0 that scales in; credentials used as authModes says', async () => {
+    const trigger = spec<{ triggers: { metadata: Record<string, string>; authenticationRef?: unknown }[] }>(one(docsOf('keda'), 'ScaledObject')).triggers[0]!;
+    assert.equal(trigger.metadata.ignoreNullValues, 'false');
+    assert.equal(trigger.metadata.authModes, 'bearer');
+    assert.deepEqual(trigger.authenticationRef, { name: 'prometheus-auth' });
+    assert.match(await failure(['keda.authModes='], 'keda'), /keda\.authenticationRef is set but keda\.authModes is empty: KEDA's Prometheus scaler uses the TriggerAuthentication's credentials only as authModes says/);
+  });
+
+  it('refuses an autoscaler that nothing feeds: no PodMonitor, no ServiceMonitor, and no word that Prometheus scrapes the pods elsewhere', async () => {
+    for (const autoscaler of ['autoscaling.enabled=true', 'keda.enabled=true']) {
+      assert.match(await failure([autoscaler]), /an autoscaler is on \(autoscaling\.enabled or keda\.enabled\), but nothing scrapes websocket_connections_active/);
+      assert.ok(one(await render({ set: [autoscaler, 'autoscaling.metricsScrapedElsewhere=true'] }), 'Deployment'));
+      assert.ok(one(await render({ set: [autoscaler, 'metrics.serviceMonitor.enabled=true'] }), 'Deployment'));
+    }
   });
 
   it('keeps a PodDisruptionBudget of one with several replicas or an autoscaler, none with one replica', () => {
@@ -520,14 +584,6 @@ describe('monitoring and network policy', { skip }, () => {
 });
 
 describe('invalid values fail with a message a user understands', { skip }, () => {
-  const failure = async (set: string[], scenario = 'default'): Promise<string> => {
-    const err = await render({ scenario, set }).then(
-      () => undefined,
-      (e: unknown) => e as Error,
-    );
-    assert.ok(err, `helm template --set ${set.join(',')} should fail`);
-    return err.message;
-  };
 
   it('rejects a negative drain window (schema)', async () => {
     assert.match(await failure(['drain.windowSeconds=-1']), /\/drain\/windowSeconds.*minimum/);
@@ -563,5 +619,84 @@ describe('invalid values fail with a message a user understands', { skip }, () =
     assert.match(await failure(['metrics.serviceMonitor.enabled=true'], 'monitoring'), /scraped twice/);
     assert.match(await failure(['ingress.proxyTimeoutSeconds=30'], 'ingress-tls'), /proxyTimeoutSeconds \(30\) must be longer than config\.heartbeatIntervalSeconds \(30\)/);
     assert.match(await failure(['httpRoute.enabled=true']), /httpRoute\.parentRefs is empty/);
+  });
+
+  it('refuses a PodDisruptionBudget that would block every node drain', async () => {
+    assert.match(await failure(['podDisruptionBudget.maxUnavailable=0']), /\/podDisruptionBudget\/maxUnavailable/);
+    assert.match(await failure(['podDisruptionBudget.maxUnavailable=0%']), /\/podDisruptionBudget\/maxUnavailable/);
+  });
+
+  it('refuses to bind the Role to the namespace default service account', async () => {
+    assert.match(
+      await failure(['serviceAccount.create=false']),
+      /serviceAccount\.create is false, but serviceAccount\.name is empty: the pods would run as the namespace's default service account/,
+    );
+    const named = await render({ set: ['serviceAccount.create=false', 'serviceAccount.name=ws-echo-sa'] });
+    assert.equal(podSpec(named).serviceAccountName, 'ws-echo-sa');
+    assert.deepEqual(
+      (one(named, 'RoleBinding') as unknown as { subjects: { name: string }[] }).subjects.map((x) => x.name),
+      ['ws-echo-sa'],
+    );
+    assert.equal(podSpec(await render({ scenario: 'integration-off', set: ['serviceAccount.create=false'] })).serviceAccountName, 'default', 'no token, no Role: fine');
+  });
+
+  it('refuses hash affinity with rebalancing: clients would hash back to the pod that shed them', async () => {
+    assert.match(await failure(['rebalance.enabled=true'], 'ingress-hash'), /ingress\.affinity=hash and rebalance\.enabled=true do not go together/);
+  });
+
+  it('refuses a WebSocket path that ingress-nginx\'s strict path validation would refuse, only when the Ingress is on', async () => {
+    for (const path of ['/a;b', '/ws~1', '/a:b', '/a%20b', '/a@b']) {
+      assert.match(await failure([`config.wsPath=${path}`], 'ingress-tls'), /\/config\/wsPath|config\.wsPath/, path);
+      assert.ok(await render({ set: [`config.wsPath=${path}`] }), `${path} without the Ingress`);
+    }
+  });
+
+  it('refuses an extraEnv that names a variable twice, naming it', async () => {
+    assert.match(await failure(['extraEnv[0].name=FOO', 'extraEnv[0].value=1', 'extraEnv[1].name=FOO', 'extraEnv[1].value=2']), /extraEnv lists FOO twice/);
+  });
+});
+
+describe('both Helm majors', { skip }, () => {
+  it('lints every scenario with helm lint --strict under Helm 3 as under Helm 4', async () => {
+    const problems: string[] = [];
+    await pool(scenarios(), 3, async (scenario) => {
+      const r = await helm(['lint', '--strict', chartDir, '--namespace', NAMESPACE, '--kube-version', kubeVersionOf('1.34'), '--values', join(chartDir, 'ci', `${scenario}-values.yaml`)], { major: 3 });
+      if (!r.ok || /\[(WARNING|ERROR)\]/.test(r.stdout + r.stderr)) problems.push(`${scenario}: ${r.stdout}${r.stderr}`);
+    });
+    assert.deepEqual(problems, []);
+  });
+
+  it('renders every scenario for both Kubernetes releases to the same objects with Helm 3 as with Helm 4 (so every check above holds for both)', async () => {
+    const problems: string[] = [];
+    const jobs = scenarios().flatMap((scenario) => KUBERNETES_VERSIONS.map((version) => ({ scenario, version })));
+    await pool(jobs, 3, async ({ scenario, version }) => {
+      const byHelm3 = await render({ scenario, kubeVersion: kubeVersionOf(version), major: 3 });
+      const byHelm4 = docsOf(scenario, version);
+      const key = (docs: Manifest[]): string[] => docs.map((d) => JSON.stringify(d)).sort();
+      if (JSON.stringify(key(byHelm3)) !== JSON.stringify(key(byHelm4))) problems.push(`${scenario}@${version}`);
+    });
+    assert.deepEqual(problems, []);
+  });
+
+  it('keeps the helm test pod after it ran, so helm test --logs can show its logs with Helm 3 too (helm/helm#9098)', () => {
+    assert.equal(one(docsOf('default'), 'Pod').metadata.annotations?.['helm.sh/hook-delete-policy'], 'before-hook-creation');
+  });
+});
+
+describe('as the dependency of an umbrella chart', { skip }, () => {
+  it("accepts the parent's condition (ws-echo.enabled) and global values, with both Helm majors", async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'ws-echo-umbrella-'));
+    mkdirSync(join(parent, 'charts'));
+    cpSync(chartDir, join(parent, 'charts', 'ws-echo'), { recursive: true });
+    writeFileSync(join(parent, 'Chart.yaml'), 'apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: ws-echo\n    version: 0.2.0\n    condition: ws-echo.enabled\n');
+    writeFileSync(join(parent, 'values.yaml'), 'ws-echo:\n  enabled: true\nglobal:\n  team: realtime\n');
+    for (const major of HELM_MAJORS) {
+      const on = await helm(['template', 'platform', parent, '--namespace', NAMESPACE], { major });
+      assert.ok(on.ok, `Helm ${major}: ${on.stderr}`);
+      assert.match(on.stdout, /kind: Deployment/);
+      const off = await helm(['template', 'platform', parent, '--namespace', NAMESPACE, '--set', 'ws-echo.enabled=false'], { major });
+      assert.ok(off.ok, `Helm ${major}: ${off.stderr}`);
+      assert.doesNotMatch(off.stdout, /kind: Deployment/);
+    }
   });
 });

@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { KUBERNETES_API_CALLS } from '../../../src/kube-api.js';
-import { RELEASE, render, renderScenarios, scenarios } from '../../../testkit/chart/helm.js';
-import { type Manifest } from '../../../testkit/chart/k8s-schemas.js';
+import { evaluatePolicy } from '../../../testkit/chart/admission-policy.js';
+import { NAMESPACE, one, RELEASE, render, renderScenarios, scenarios } from '../../../testkit/chart/helm.js';
+import { KUBERNETES_VERSIONS, type Manifest, validateExact, validateModel } from '../../../testkit/chart/k8s-schemas.js';
 import { RESTRICTED_CONTROLS, restrictedViolations, type PodLike } from '../../../testkit/chart/pod-security.js';
 import { scenarioValues, valueAt } from '../../../testkit/chart/values.js';
 import { Figures } from '../../../testkit/reliability.js';
@@ -18,6 +19,7 @@ import { needsFetched } from '../../../testkit/tools.js';
 const skip = needsFetched('helm');
 
 const figures = new Figures('chart-security');
+const FULLNAME = `${RELEASE}-ws-echo`;
 after(() => figures.write());
 
 describe('chart security', { skip }, () => {
@@ -216,6 +218,142 @@ describe('chart security', { skip }, () => {
       others: '-',
       lost: 0,
     });
+  });
+
+  it('never puts metrics on the public Service, even a LoadBalancer; the ServiceMonitor gets a ClusterIP metrics Service of its own', async () => {
+    const docs = await render({ set: ['service.type=LoadBalancer', 'metrics.serviceMonitor.enabled=true'] });
+    const services = docs.filter((d) => d.kind === 'Service');
+    const publicService = services.find((d) => d.metadata.name === FULLNAME)!;
+    assert.deepEqual(
+      (publicService.spec as { ports: { name: string }[] }).ports.map((p) => p.name),
+      ['ws'],
+    );
+    const metricsService = services.find((d) => d.metadata.name === `${FULLNAME}-metrics`)!;
+    assert.deepEqual(
+      [(metricsService.spec as { type: string }).type, (metricsService.spec as { ports: { name: string }[] }).ports.map((p) => p.name)],
+      ['ClusterIP', ['metrics']],
+    );
+    const monitor = docs.find((d) => d.kind === 'ServiceMonitor')!;
+    const selector = (monitor.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels;
+    for (const service of services) {
+      const selected = Object.entries(selector).every(([k, v]) => service.metadata.labels?.[k] === v);
+      assert.equal(selected, service === metricsService, `${service.metadata.name} is ${selected ? '' : 'not '}scraped`);
+    }
+    assert.ok(!(await render()).some((d) => d.metadata.name === `${FULLNAME}-metrics`), 'no metrics Service without the ServiceMonitor');
+  });
+
+  it('admits the Gateway\'s data plane on the WebSocket port when the HTTPRoute is on, and restricts egress to DNS and the API server when asked', async () => {
+    const ingressFrom = (docs: Manifest[]): unknown[] =>
+      (docs.find((d) => d.kind === 'NetworkPolicy')!.spec as { ingress: { from: unknown[]; ports: { port: string }[] }[] }).ingress.find((r) =>
+        r.ports.some((p) => p.port === 'ws'),
+      )!.from;
+    const testPod = { podSelector: { matchLabels: { 'app.kubernetes.io/instance': RELEASE, 'app.kubernetes.io/component': 'helm-test' } } };
+    const viaGateway = await render({ scenario: 'gateway', set: ['networkPolicy.enabled=true'] });
+    assert.deepEqual(ingressFrom(viaGateway), [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'gateway-system' } } }, testPod], "the parentRefs' namespaces");
+    const peers = await render({
+      scenario: 'gateway',
+      set: [
+        'networkPolicy.enabled=true',
+        'networkPolicy.gatewayPeers[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=envoy-gateway-system',
+        'networkPolicy.gatewayPeers[0].podSelector.matchLabels.app\\.kubernetes\\.io/name=envoy',
+      ],
+    });
+    assert.deepEqual(ingressFrom(peers), [
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'envoy-gateway-system' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'envoy' } } },
+      testPod,
+    ]);
+    const restricted = await render({ set: ['networkPolicy.enabled=true', 'networkPolicy.egress.enabled=true', 'networkPolicy.egress.apiServerCIDRs[0]=10.96.0.1/32'] });
+    const policy = restricted.find((d) => d.kind === 'NetworkPolicy')!.spec as { policyTypes: string[]; egress: { to: unknown[]; ports: { port: number; protocol: string }[] }[] };
+    assert.deepEqual(policy.policyTypes, ['Ingress', 'Egress']);
+    assert.deepEqual(
+      policy.egress.map((r) => r.ports.map((p) => `${p.protocol}/${p.port}`)),
+      [['UDP/53', 'TCP/53'], ['TCP/6443']],
+    );
+    assert.deepEqual(policy.egress[1]!.to, [{ ipBlock: { cidr: '10.96.0.1/32' } }]);
+    await assert.rejects(render({ set: ['networkPolicy.enabled=true', 'networkPolicy.egress.enabled=true'] }), /networkPolicy\.egress\.apiServerCIDRs is empty: the pods could not reach the API server/);
+  });
+});
+
+describe('the admission policy that confines the pods\' patches', { skip }, () => {
+  const COST = 'controller.kubernetes.io/pod-deletion-cost';
+  const ACCOUNT = `system:serviceaccount:${NAMESPACE}:${FULLNAME}`;
+  const VAP = 'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy';
+  let policy: Manifest;
+  let binding: Manifest;
+  before(async () => {
+    if (skip) return;
+    const docs = await render({ apiVersions: [VAP] });
+    policy = one(docs, 'ValidatingAdmissionPolicy');
+    binding = one(docs, 'ValidatingAdmissionPolicyBinding');
+  });
+
+  it('is rendered where the cluster serves the API (auto), when asked (true), never without the integration or the chart\'s RBAC', async () => {
+    const kinds = async (options: Parameters<typeof render>[0]): Promise<string[]> =>
+      (await render(options)).filter((d) => d.kind.startsWith('ValidatingAdmissionPolicy')).map((d) => d.kind);
+    assert.deepEqual(await kinds({}), [], 'auto, and the cluster does not announce the API');
+    assert.deepEqual(await kinds({ set: ['rbac.admissionPolicy=true'] }), ['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']);
+    assert.deepEqual(await kinds({ apiVersions: [VAP], set: ['rbac.admissionPolicy=false'] }), []);
+    assert.deepEqual(await kinds({ apiVersions: [VAP], scenario: 'integration-off' }), []);
+    assert.deepEqual(await kinds({ apiVersions: [VAP], set: ['rbac.create=false'] }), []);
+    assert.equal((binding.spec as { policyName: string }).policyName, policy.metadata.name);
+    assert.deepEqual((binding.spec as { validationActions: string[] }).validationActions, ['Deny']);
+    assert.deepEqual(
+      (binding.spec as { matchResources: unknown }).matchResources,
+      { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': NAMESPACE } } },
+      'only this namespace',
+    );
+  });
+
+  it('validates against the Kubernetes 1.30 and 1.34 APIs', async () => {
+    for (const doc of [policy, binding]) {
+      for (const version of KUBERNETES_VERSIONS) assert.deepEqual(validateExact(doc, version), [], `${doc.kind} on ${version}`);
+      assert.deepEqual(await validateModel(doc), [], doc.kind);
+    }
+  });
+
+  it('lets the service account change only the pod-deletion-cost annotation (CEL evaluated by @marcbachmann/cel-js)', () => {
+    interface PodFixture {
+      apiVersion: string;
+      kind: string;
+      metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: unknown[]; finalizers?: string[] };
+      spec: { containers: { name: string; image: string }[] };
+    }
+    const pod: PodFixture = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: `${FULLNAME}-abc`, labels: { app: 'ws-echo' }, annotations: { 'kubectl.kubernetes.io/restartedAt': 't0' }, ownerReferences: [{ kind: 'ReplicaSet', name: 'rs' }] },
+      spec: { containers: [{ name: 'ws-echo', image: 'ws-echo:0.1.0' }] },
+    };
+    const changed = (change: (p: PodFixture) => void): PodFixture => {
+      const copy = structuredClone(pod);
+      change(copy);
+      return copy;
+    };
+    const verdict = (object: unknown, oldObject: unknown = pod, username = ACCOUNT) => evaluatePolicy(policy, { username, object, oldObject });
+    const allowed: [string, unknown, unknown?][] = [
+      ['the cost added', changed((p) => (p.metadata.annotations = { ...pod.metadata.annotations, [COST]: '12' }))],
+      ['the cost changed', changed((p) => (p.metadata.annotations = { ...pod.metadata.annotations, [COST]: '40' })), changed((p) => (p.metadata.annotations = { ...pod.metadata.annotations, [COST]: '12' }))],
+      ['the cost removed', pod, changed((p) => (p.metadata.annotations = { ...pod.metadata.annotations, [COST]: '12' }))],
+      ['the cost added to a pod without annotations', changed((p) => (p.metadata.annotations = { [COST]: '3' })), changed((p) => delete p.metadata.annotations)],
+      ['nothing changed', pod],
+    ];
+    const refused: [string, unknown, unknown?][] = [
+      ['another annotation added', changed((p) => (p.metadata.annotations = { ...pod.metadata.annotations, 'example.com/x': 'y' }))],
+      ['another annotation changed', changed((p) => (p.metadata.annotations = { 'kubectl.kubernetes.io/restartedAt': 't1' }))],
+      ['another annotation removed', changed((p) => (p.metadata.annotations = {}))],
+      ['a label changed', changed((p) => (p.metadata.labels = { app: 'other' }))],
+      ['the image changed', changed((p) => (p.spec.containers[0]!.image = 'evil:latest'))],
+      ['the owner removed', changed((p) => delete p.metadata.ownerReferences)],
+      ['a finalizer added', changed((p) => (p.metadata.finalizers = ['example.com/hold']))],
+    ];
+    for (const [what, object, oldObject] of allowed) assert.deepEqual(verdict(object, oldObject), { applies: true, allowed: true, messages: [] }, what);
+    for (const [what, object, oldObject] of refused) {
+      const v = verdict(object, oldObject);
+      assert.equal(v.allowed, false, what);
+      assert.match(v.messages.join('; '), /this service account may (change only the controller\.kubernetes\.io\/pod-deletion-cost annotation|not change a pod's spec)/, what);
+    }
+    // Anyone else (the kubelet, a controller, an admin) is not this policy's business.
+    assert.deepEqual(verdict(refused[4]![1], pod, 'system:serviceaccount:realtime:other'), { applies: false, allowed: true, messages: [] });
   });
 });
 
