@@ -25,6 +25,8 @@ export interface FairShare {
   readonly source: RebalanceSource;
   /** Connections this pod should hold; 0 when unknown. */
   readonly share: number;
+  /** Our own report in the same snapshot as the share (source "fleet", once we have reported). */
+  readonly reported?: number;
 }
 
 /** Where the fair share comes from: the fleet's mean, the configured target, or nowhere (off). */
@@ -120,7 +122,7 @@ export class Rebalancer {
     if (this.#busy || !this.#o.admission.accepting) return;
     this.#busy = true;
     try {
-      const { source, share } = await this.fairShare();
+      const { source, share, reported } = await this.fairShare();
       this.status.source = source;
       this.status.share = share;
       if (source !== this.#lastSource) {
@@ -133,8 +135,14 @@ export class Rebalancer {
       const own = this.#o.sockets.size;
       const now = this.#now();
       if (this.#state === 'balanced') {
-        // Two rounds in a row above the threshold: one stale report or a burst of connects is no reason to move anyone.
-        const above = share > 0 && own > share * (1 + this.#config.tolerance) && now >= this.#cooldownUntil;
+        // Above only if both our live count and our report in the share's
+        // snapshot are: while clients connect to every pod (a deploy, a
+        // reconnect storm) the reports lag the live counts everywhere, so the
+        // live count alone would exceed the stale share on every pod at once.
+        // Two rounds in a row: one stale report or a burst of connects is no
+        // reason to move anyone.
+        const ours = reported === undefined ? own : Math.min(own, reported);
+        const above = share > 0 && ours > share * (1 + this.#config.tolerance) && now >= this.#cooldownUntil;
         if (above && this.#aboveLastRound) {
           this.#log.info({ connections: own, share, source }, 'above the fair share: shedding the excess and refusing new upgrades');
           this.#shedThisEpisode = 0;
@@ -168,12 +176,13 @@ export class Rebalancer {
         // a moment ago (clients only move between pods). Mixing our live count
         // with the others' old reports would count moved clients twice or not
         // at all. A pod that just started reports 0 until its first patch.
-        const me = this.#o.podName;
         const serving = pods.filter((p) => p.serving);
+        const mine = serving.find((p) => p.name === this.#o.podName);
         const counts = serving.map((p) => p.connections);
-        if (!serving.some((p) => p.name === me)) counts.push(own);
+        if (mine === undefined) counts.push(own);
         const total = counts.reduce((a, b) => a + b, 0);
-        return { source: 'fleet', share: total > 0 ? Math.ceil(total / counts.length) : 0 };
+        const share = total > 0 ? Math.ceil(total / counts.length) : 0;
+        return mine === undefined ? { source: 'fleet', share } : { source: 'fleet', share, reported: mine.connections };
       }
     }
     if (this.#config.targetConnections > 0) return { source: 'target', share: this.#config.targetConnections };

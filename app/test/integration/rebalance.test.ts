@@ -165,7 +165,7 @@ describe('rebalancing with the fleet view (against a local fake API server)', ()
     const rebalancer = hot.rebalancer;
     cleanups.push(() => rebalancer.stop());
     // Serving pods: old-a (30), new-b (3), new-c (0); starting-d is not ready, leaving-e is terminating, other-app is not ours.
-    assert.deepEqual(await rebalancer.fairShare(), { source: 'fleet', share: 11 });
+    assert.deepEqual(await rebalancer.fairShare(), { source: 'fleet', share: 11, reported: 30 });
     rebalancer.start();
     await waitFor('the hot pod to reach the fleet mean', () => hot.connections.size <= 12 && rebalancer.state === 'balanced', 5000);
     const lists = api.requests.filter((r) => r.method === 'GET' && r.path.startsWith('/api/v1/namespaces/apps/pods?'));

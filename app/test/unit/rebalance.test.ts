@@ -145,7 +145,23 @@ describe('the fair share', () => {
     sockets.add(30);
     const fleet = fleetOf([pod('me', true, 30), pod('b', true, 3), pod('c', true, 0), pod('starting', false, 400), pod('leaving', false, 500)]);
     const { rebalancer } = rebalancerOf(sockets, { podSelector: 'app=ws-echo', targetConnections: 0 }, fleet);
-    assert.deepEqual(await rebalancer.fairShare(), { source: 'fleet', share: 11 });
+    assert.deepEqual(await rebalancer.fairShare(), { source: 'fleet', share: 11, reported: 30 });
+  });
+
+  it('sheds only when our report in the same snapshot is above it too: a fleet-wide connect ramp moves no one', async () => {
+    const sockets = new FakeSocketSet();
+    sockets.add(100);
+    // Every pod is gaining clients; the reports are a moment old and even.
+    let pods = [pod('me', true, 40), pod('b', true, 45)];
+    const fleet: FleetView = { listFleet: () => Promise.resolve(pods) };
+    const { rebalancer } = rebalancerOf(sockets, { podSelector: 'app=ws-echo', targetConnections: 0 }, fleet);
+    for (let round = 0; round < 3; round++) await rebalancer.tick();
+    assert.equal(rebalancer.state, 'balanced', 'live 100 against a share of 43, but our report (40) is at the share');
+    // Two new pods join with nothing: now our report is above the share too.
+    pods = [pod('me', true, 100), pod('b', true, 100), pod('c', true, 0), pod('d', true, 0)];
+    await rebalancer.tick();
+    await rebalancer.tick();
+    assert.deepEqual([rebalancer.state, rebalancer.status.share], ['shedding', 50]);
   });
 
   it('counts our own live count when the fleet does not list us yet', async () => {
@@ -166,6 +182,6 @@ describe('the fair share', () => {
   it('is unknown (0) while every serving pod reports 0', async () => {
     const sockets = new FakeSocketSet();
     const { rebalancer } = rebalancerOf(sockets, { podSelector: 'app=ws-echo', targetConnections: 0 }, fleetOf([pod('me', true, 0), pod('b', true, 0)]));
-    assert.deepEqual(await rebalancer.fairShare(), { source: 'fleet', share: 0 });
+    assert.deepEqual(await rebalancer.fairShare(), { source: 'fleet', share: 0, reported: 0 });
   });
 });
