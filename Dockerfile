@@ -1,5 +1,5 @@
 # ws-echo container image.
-#   docker build -t ws-echo:0.1.0 .        (or: podman build -t ws-echo:0.1.0 .)
+#   docker build -t ws-echo:0.2.0 .        (or: podman build -t ws-echo:0.2.0 .)
 # NODE_IMAGE is an argument only so that tests can substitute a local base of
 # the same Node major (scripts/build-image.sh; no registry is reachable
 # there); users keep the default, the official Node 24 LTS image.

@@ -20,7 +20,7 @@
 #
 # Usage:
 #   scripts/build-image.sh                      build localhost/ws-echo:dev
-#   IMAGE=ws-echo:0.1.0 scripts/build-image.sh  another tag
+#   IMAGE=ws-echo:0.2.0 scripts/build-image.sh  another tag
 #   NODE_IMAGE=docker.io/library/node:24-bookworm-slim scripts/build-image.sh
 #                                               use a real base (registry access), skip the local one
 # Needs root (mmdebstrap, rootful podman) and: podman, buildah, runc,

@@ -1,12 +1,12 @@
 // Prints the figures the reliability tests wrote (reports/reliability/*.json)
 // as the Markdown table of docs/RELIABILITY.md, and writes it next to them:
 //
-//   npm run build && node --test 'dist/app/test/*/reliability/*.test.js' 'dist/app/test/e2e/faults.test.js' && node dist/scripts/reliability-table.js
+//   npm test && node dist/scripts/reliability-table.js
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { figuresDir, type CaseFigures } from '../app/testkit/reliability.js';
 
-const SUITES = ['frames', 'upgrades', 'peers', 'faults', 'nginx-faults', 'security', 'chart-security'] as const;
+const SUITES = ['frames', 'upgrades', 'peers', 'faults', 'nginx-faults', 'memory', 'security', 'chart-security'] as const;
 
 const cell = (text: string): string => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
 

@@ -10,6 +10,8 @@ export interface Admission {
   accepting: boolean;
   /** True while the pod sheds load after a scale-up: upgrades get 503, readiness stays 200. */
   rebalancing: boolean;
+  /** True while clients hold more than the soft watermark of the memory budget (overload.ts): upgrades get 503. */
+  memoryPressure: boolean;
 }
 
 /** What the decision looks at in an upgrade request. */
@@ -38,7 +40,7 @@ export interface Refusal {
 
 export type Decision = { readonly admit: true } | Refusal;
 
-/** Seconds a client refused with 503 (draining, rebalancing, full) is told to wait (Retry-After). */
+/** Seconds a client refused with 503 (draining, short of memory, rebalancing, full) is told to wait (Retry-After). */
 export const RETRY_AFTER_SECONDS = 1;
 
 const ADMIT: Decision = { admit: true };
@@ -65,6 +67,7 @@ export function decideUpgrade(request: UpgradeRequest, state: Admission & { read
   if (origin !== undefined && policy.allowedOrigins.size > 0 && !policy.allowedOrigins.has(canonicalOrigin(origin) ?? '')) {
     return refuse('origin', 403, `origin ${origin} is not allowed`);
   }
+  if (state.memoryPressure) return refuse('memory', 503, 'this replica is short of memory; retry on another', true);
   if (state.rebalancing) return refuse('rebalancing', 503, 'this replica holds more than its share of connections; retry on another', true);
   if (state.connections >= policy.maxConnections) return refuse('max_connections', 503, 'connection limit reached; retry on another replica', true);
   return ADMIT;

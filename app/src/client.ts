@@ -54,6 +54,8 @@ export interface EchoClientStats {
   reconnects: number;
   /** ms from losing a connection to the next open. */
   readonly reconnectGapsMs: number[];
+  /** The longest a message waited for its echo, ms, from `send` (resends and reconnects included). */
+  slowestEchoMs: number;
   /** Close codes seen, by code. */
   readonly closeCodes: Record<number, number>;
   /** HTTP statuses of failed upgrades, by status (0: no response). */
@@ -63,6 +65,8 @@ export interface EchoClientStats {
 interface Pending {
   /** Times written to a socket so far (0: waiting for a connection). */
   transmissions: number;
+  /** When `send` was called (performance.now()). */
+  readonly sentAt: number;
 }
 
 /**
@@ -82,6 +86,7 @@ export class EchoClient extends EventEmitter {
     failedUpgrades: 0,
     reconnects: 0,
     reconnectGapsMs: [],
+    slowestEchoMs: 0,
     closeCodes: {},
     failedUpgradeStatuses: {},
   };
@@ -137,7 +142,7 @@ export class EchoClient extends EventEmitter {
   send(): void {
     if (this.#stopping) return;
     const seq = ++this.#seq;
-    const pending: Pending = { transmissions: 0 };
+    const pending: Pending = { transmissions: 0, sentAt: performance.now() };
     this.#pending.set(seq, pending);
     this.stats.sent++;
     if (this.connected) this.#transmit(seq, pending);
@@ -244,11 +249,14 @@ export class EchoClient extends EventEmitter {
       this.stats.corrupted++;
       return;
     }
-    if (!this.#pending.delete(seq)) {
+    const pending = this.#pending.get(seq);
+    if (pending === undefined) {
       this.stats.duplicated++;
       return;
     }
+    this.#pending.delete(seq);
     this.stats.echoed++;
+    this.stats.slowestEchoMs = Math.max(this.stats.slowestEchoMs, performance.now() - pending.sentAt);
     if (seq <= this.#lastEchoSeq) this.stats.outOfOrder++;
     this.#lastEchoSeq = seq;
   }

@@ -18,6 +18,14 @@ export interface Config {
   readonly maxPayloadBytes: number;
   /** Outgoing bytes buffered for one client above which we stop reading from it. */
   readonly backpressureBytes: number;
+  /** Frames one message may come in. */
+  readonly maxMessageFragments: number;
+  /** Seconds a started message may take to arrive whole; 0 turns the timeout off. */
+  readonly messageTimeoutSeconds: number;
+  /** MEMORY_LIMIT_BYTES; unset: read from the cgroup (memory-budget.ts planMemory). */
+  readonly memoryLimitBytes: number | undefined;
+  /** MEMORY_BUDGET_BYTES; unset: derived from the limit; 0: off. */
+  readonly memoryBudgetBytes: number | undefined;
   /** Exact origins allowed to open a socket; empty means any origin. */
   readonly allowedOrigins: readonly string[];
   /** Seconds between pings; 0 turns the heartbeat off. */
@@ -106,6 +114,10 @@ export function loadConfig(env: Env = process.env): Config {
     maxConnections: read('MAX_CONNECTIONS'),
     maxPayloadBytes: read('MAX_PAYLOAD_BYTES'),
     backpressureBytes: read('BACKPRESSURE_BYTES'),
+    maxMessageFragments: read('MAX_MESSAGE_FRAGMENTS'),
+    messageTimeoutSeconds: read('MESSAGE_TIMEOUT_SECONDS'),
+    memoryLimitBytes: read('MEMORY_LIMIT_BYTES'),
+    memoryBudgetBytes: read('MEMORY_BUDGET_BYTES'),
     allowedOrigins: read('ALLOWED_ORIGINS'),
     heartbeatIntervalSeconds: read('HEARTBEAT_INTERVAL_SECONDS'),
     drainWindowSeconds: read('DRAIN_WINDOW_SECONDS'),

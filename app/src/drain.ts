@@ -5,14 +5,11 @@
 import type { Admission } from './admission.js';
 import type { Logger } from './logger.js';
 import { randomSample } from './sample.js';
-import { OPEN, type ClosableSocket, type SocketSet } from './sockets.js';
+import { OPEN, SERVICE_RESTART, type ClosableSocket, type SocketSet } from './sockets.js';
 
 /** serving → draining (closing sockets over the window) → closing (waiting for handshakes) → exited. */
 export const DRAIN_STATES = ['serving', 'draining', 'closing', 'exited'] as const;
 export type DrainState = (typeof DRAIN_STATES)[number];
-
-/** RFC 6455 §7.4.1 / IANA registry: 1012 "Service Restart", the client should reconnect. */
-export const SERVICE_RESTART = 1012;
 
 /** The schedule runs in batches on one timer, never one timer per socket. */
 export const TICK_MS = 50;

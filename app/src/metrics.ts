@@ -12,11 +12,12 @@ export const REJECT_REASONS = [
   'draining', // pod is shutting down: 503 + Retry-After
   'invalid_handshake', // bad Sec-WebSocket-Key, version, method...: 400/405
   'rebalancing', // above its fair share after a scale-up: 503 + Retry-After
+  'memory', // clients hold more than the soft watermark of the memory budget: 503 + Retry-After
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** Why the server closed a connection on a protocol error; websocket_protocol_errors_total. */
-export const PROTOCOL_ERRORS = ['message_too_big', 'invalid_utf8', 'invalid_frame'] as const;
+export const PROTOCOL_ERRORS = ['message_too_big', 'invalid_utf8', 'invalid_frame', 'too_many_parts'] as const;
 export type ProtocolError = (typeof PROTOCOL_ERRORS)[number];
 
 /** Requests that failed before routing (Node's HTTP parser); websocket_http_errors_total. */
@@ -83,6 +84,17 @@ export interface RebalanceStatus {
   readonly shed: number;
 }
 
+/** The overload guard's numbers (overload.ts OverloadStatus). */
+export interface OverloadStatus {
+  readonly levels: readonly string[];
+  readonly level: string;
+  readonly budgetBytes: number;
+  readonly outboundBytes: number;
+  readonly inboundBytes: number;
+  readonly kernelBytes: number;
+  readonly closes: Readonly<Record<string, number>>;
+}
+
 /** Everything the registry reads at scrape time. */
 export interface MetricSources {
   readonly counters: Counters;
@@ -90,6 +102,9 @@ export interface MetricSources {
   readonly maxConnections: number;
   readonly drain: DrainStatus;
   readonly rebalance: RebalanceStatus;
+  readonly overload: OverloadStatus;
+  /** The container's memory limit; 0 when none was found. */
+  readonly memoryLimitBytes: number;
 }
 
 /**
@@ -97,7 +112,7 @@ export interface MetricSources {
  * prom-client at scrape time; counters are reset and re-set because the
  * source of truth is `Counters`, not prom-client.
  */
-export function createRegistry({ counters, connections, maxConnections, drain, rebalance }: MetricSources): Registry {
+export function createRegistry({ counters, connections, maxConnections, drain, rebalance, overload, memoryLimitBytes }: MetricSources): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
@@ -180,7 +195,7 @@ export function createRegistry({ counters, connections, maxConnections, drain, r
   );
   counter(
     'websocket_protocol_errors_total',
-    'Connections closed by the server for a protocol error (1009, 1007, 1002)',
+    'Connections closed by the server for a protocol error (1009, 1007, 1002, 1008 for a message in too many parts)',
     ['reason'],
     by('reason', () => counters.protocolErrors),
   );
@@ -213,6 +228,36 @@ export function createRegistry({ counters, connections, maxConnections, drain, r
     'Bytes queued for clients that have not read them yet, summed over connections',
     [],
     single(() => connections.bufferedBytes()),
+  );
+  gauge(
+    'websocket_memory_limit_bytes',
+    "The container's memory limit (MEMORY_LIMIT_BYTES or the cgroup's); 0 when none was found",
+    [],
+    single(() => memoryLimitBytes),
+  );
+  gauge(
+    'websocket_memory_budget_bytes',
+    'Bytes clients may make this process hold before it refuses upgrades (80 %) and closes the largest holders (100 %); 0: no budget',
+    [],
+    single(() => overload.budgetBytes),
+  );
+  gauge(
+    'websocket_memory_held_bytes',
+    'Bytes clients make this process hold, by kind: outbound (echoes queued), inbound (messages begun, not finished), kernel (socket buffers charged to the container)',
+    ['kind'],
+    by('kind', () => ({ outbound: overload.outboundBytes, inbound: overload.inboundBytes, kernel: overload.kernelBytes })),
+  );
+  gauge(
+    'websocket_memory_overload_state',
+    'Overload state: 1 for the current one (normal; soft: upgrades refused, allowances shrunk; hard: closing the largest holders)',
+    ['state'],
+    oneOf('state', overload.levels, () => overload.level),
+  );
+  counter(
+    'websocket_overload_closes_total',
+    'Connections the overload guard closed, by reason: memory (1013, largest holders at the budget), message_timeout (1008, a message not whole in time)',
+    ['reason'],
+    by('reason', () => overload.closes),
   );
   counter(
     'websocket_accept_errors_total',

@@ -11,10 +11,8 @@ import type { RebalanceConfig } from './config.js';
 import type { FleetPod } from './kube-api.js';
 import type { Logger } from './logger.js';
 import { randomSample } from './sample.js';
-import { OPEN, type SocketSet } from './sockets.js';
+import { OPEN, TRY_AGAIN_LATER, type SocketSet } from './sockets.js';
 
-/** RFC 6455 §7.4.1 / IANA registry: 1013 "Try Again Later". */
-export const TRY_AGAIN_LATER = 1013;
 /** Each interval's budget leaves in up to this many batches at random moments of the interval. */
 const BATCHES_PER_INTERVAL = 5;
 

@@ -33,6 +33,8 @@ export function createPublicServer(config: Config, connections: ConnectionRegist
     noServer: true,
     WebSocket: EchoSocket,
     maxPayload: config.maxPayloadBytes,
+    maxFragments: config.maxMessageFragments,
+    maxBufferedChunks: maxBufferedChunks(config.maxPayloadBytes),
     // Compression costs CPU and memory per connection (zlib contexts) for an
     // echo service whose payloads the client chose; leave it off.
     perMessageDeflate: false,
@@ -125,6 +127,17 @@ export function createPublicServer(config: Config, connections: ConnectionRegist
   });
   guardAccepts(http, config.maxConnections, () => counters.acceptErrors++, log);
   return { http, wss };
+}
+
+/**
+ * How many TCP reads ws may hold before it has parsed a frame: enough for the
+ * largest message in reads of 256 bytes (any real network's segments are
+ * larger), and no more, because each held read costs an object besides its
+ * bytes: a client sending a frame a byte at a time would otherwise make ws
+ * hold hundreds of thousands of them (its default is 262,144).
+ */
+export function maxBufferedChunks(maxPayloadBytes: number): number {
+  return 64 + Math.ceil(maxPayloadBytes / 256);
 }
 
 function httpErrorOf(code: string | undefined): [HttpError, number] {

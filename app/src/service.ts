@@ -1,19 +1,22 @@
-// The service assembled: the public server and its connections, the drain
-// controller, the rebalancer, the deletion-cost reporter and the metrics,
-// listening. main.ts runs it as a process (config, signals, exit); tests
+// The service assembled: the public server and its connections, the
+// overload guard and its memory budget, the drain controller, the
+// rebalancer, the deletion-cost reporter and the metrics, listening. main.ts runs it as a process (config, signals, exit); tests
 // start it in-process.
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Admission } from './admission.js';
+import { ContainerMemory } from './cgroup.js';
 import type { Config } from './config.js';
-import { ConnectionRegistry } from './connections.js';
+import { ConnectionRegistry, type EchoSocket } from './connections.js';
 import { DeletionCostReporter } from './deletion-cost.js';
 import { DrainController } from './drain.js';
 import type { KubernetesApi } from './kube-api.js';
 import type { Logger } from './logger.js';
+import { planMemory, type MemoryPlan } from './memory-budget.js';
 import { Counters, createMetricsServer, createRegistry } from './metrics.js';
+import { OverloadGuard } from './overload.js';
 import { Rebalancer } from './rebalance.js';
 import { createPublicServer } from './server.js';
 
@@ -34,6 +37,8 @@ export interface Service {
   readonly logger: Logger;
   readonly drain: DrainController;
   readonly rebalancer: Rebalancer;
+  readonly overload: OverloadGuard<EchoSocket>;
+  readonly memory: MemoryPlan;
   /** The Kubernetes API when the integration is on. */
   readonly cluster: KubernetesApi | undefined;
   /** Starts the rebalancer's rounds and the deletion-cost reports (main.ts does; tests drive them themselves). */
@@ -53,6 +58,8 @@ export interface ServiceDeps {
   readonly cluster?: KubernetesApi | undefined;
   /** Counters shared with the cluster connection made before the service (its API calls are counted here). */
   readonly counters?: Counters;
+  /** The container's memory cgroup (a fake one in tests). */
+  readonly container?: ContainerMemory;
 }
 
 /**
@@ -61,9 +68,23 @@ export interface ServiceDeps {
  * signal handed to `drain.onSignal`.
  */
 export async function startService(config: Config, logger: Logger, deps: ServiceDeps): Promise<Service> {
+  const container = deps.container ?? new ContainerMemory();
+  // Throws a ConfigError when the settings cannot work within the memory limit.
+  const memory = planMemory(config, container);
   const counters = deps.counters ?? new Counters();
-  const admission: Admission = { accepting: true, rebalancing: false };
+  const admission: Admission = { accepting: true, rebalancing: false, memoryPressure: false };
   const connections = new ConnectionRegistry(config, counters, logger);
+  const overload = new OverloadGuard({
+    sockets: connections,
+    admission,
+    budgetBytes: memory.budgetBytes,
+    messageTimeoutSeconds: config.messageTimeoutSeconds,
+    backpressureBytes: config.backpressureBytes,
+    allowance: connections.allowance,
+    pause: (ws) => connections.pause(ws),
+    kernelSocketBytes: () => container.kernelSocketBytes(),
+    logger,
+  });
   const cluster = deps.cluster;
   const deletionCost =
     cluster &&
@@ -89,7 +110,15 @@ export async function startService(config: Config, logger: Logger, deps: Service
       rebalancer.stop();
     },
   });
-  const registry = createRegistry({ counters, connections, maxConnections: config.maxConnections, drain: drain.progress, rebalance: rebalancer.status });
+  const registry = createRegistry({
+    counters,
+    connections,
+    maxConnections: config.maxConnections,
+    drain: drain.progress,
+    rebalance: rebalancer.status,
+    overload: overload.status,
+    memoryLimitBytes: memory.limit?.bytes ?? 0,
+  });
   const { http } = createPublicServer(config, connections, admission, counters, logger);
   const metricsHttp = createMetricsServer(registry);
 
@@ -99,6 +128,22 @@ export async function startService(config: Config, logger: Logger, deps: Service
     { port, metricsPort, wsPath: config.wsPath, maxConnections: config.maxConnections, heartbeatIntervalSeconds: config.heartbeatIntervalSeconds },
     'listening',
   );
+  logger.info(
+    {
+      memoryLimitBytes: memory.limit?.bytes,
+      memoryLimitSource: memory.limit?.source ?? 'none found',
+      memoryBudgetBytes: memory.budgetBytes,
+      memoryBudgetSource: memory.budgetSource,
+      messageTimeoutSeconds: config.messageTimeoutSeconds,
+      maxMessageFragments: config.maxMessageFragments,
+    },
+    memory.budgetBytes > 0
+      ? 'memory budget: past 80 % of it upgrades are refused, at 100 % the connections holding the most are closed'
+      : memory.budgetSource === 'off'
+        ? 'memory budget off (MEMORY_BUDGET_BYTES=0)'
+        : 'memory budget off: no memory limit found (set MEMORY_LIMIT_BYTES or MEMORY_BUDGET_BYTES, or run with a limit)',
+  );
+  overload.start();
 
   return {
     config,
@@ -111,12 +156,15 @@ export async function startService(config: Config, logger: Logger, deps: Service
     logger,
     drain,
     rebalancer,
+    overload,
+    memory,
     cluster,
     startBackground() {
       deletionCost?.start();
       rebalancer.start();
     },
     async close() {
+      overload.stop();
       deletionCost?.stop();
       rebalancer.stop();
       connections.stopHeartbeat();

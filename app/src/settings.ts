@@ -210,6 +210,32 @@ export const SETTINGS = {
     'bytes queued for one client above which the server stops reading from it until it reads its echoes',
     { value: 'config.backpressureBytes' },
   ),
+  MAX_MESSAGE_FRAGMENTS: setting(
+    integer(1, 16_384),
+    128,
+    'frames one message may come in; more are closed with 1008 (each held fragment costs a few hundred bytes besides its payload)',
+    { value: 'config.maxMessageFragments' },
+  ),
+  MESSAGE_TIMEOUT_SECONDS: setting(
+    seconds(0.1, 3600, 'to turn it off'),
+    15,
+    'a message must arrive whole within this once its first byte has; a client that holds one open longer is closed with 1008',
+    { value: 'config.messageTimeoutSeconds' },
+  ),
+  MEMORY_LIMIT_BYTES: setting(
+    integer(1, 2 ** 50),
+    undefined,
+    "the container's memory limit, from which the memory budget is derived",
+    { computed: 'downward API: resources.limits.memory, when it is set' },
+    "read from the container's cgroup",
+  ),
+  MEMORY_BUDGET_BYTES: setting(
+    integer(0, 2 ** 50),
+    undefined,
+    'bytes clients may make the process hold (queued echoes, unfinished messages, kernel socket buffers) before it refuses upgrades and then closes the largest holders; 0 turns the budget off',
+    { computed: 'config.memoryBudgetBytes when set (null leaves the service to derive it; the chart checks the limit the same way)' },
+    'derived from the memory limit (see Memory)',
+  ),
   ALLOWED_ORIGINS: setting(
     text('"*" or a comma-separated list of origins like https://app.example.com,http://localhost:3000', origins),
     [],

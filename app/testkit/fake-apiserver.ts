@@ -139,6 +139,9 @@ current-context: fake
     this.#pods.delete(`${namespace}/${name}`);
   }
 
+  /** What /version answers, e.g. 1.34.0 (helm's .Capabilities.KubeVersion against this server). */
+  kubernetesVersion = '1.34.0';
+
   /**
    * Announces `resources` in discovery (/version, /api, /apis and each
    * group version's resource list), as `helm --dry-run=server` and `lookup`
@@ -251,7 +254,10 @@ current-context: fake
 
   /** The discovery document at `path` for the served resources, or undefined. */
   #discovery(path: string): unknown {
-    if (path === '/version') return { major: '1', minor: '34', gitVersion: 'v1.34.0', platform: 'linux/amd64' };
+    if (path === '/version') {
+      const [major, minor] = this.kubernetesVersion.split('.');
+      return { major, minor, gitVersion: `v${this.kubernetesVersion}`, platform: 'linux/amd64' };
+    }
     if (path === '/api') return { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] };
     const groupVersions = [...new Set(this.#resources.filter((r) => r.group !== '').map((r) => `${r.group}/${r.version}`))];
     if (path === '/apis') {

@@ -32,6 +32,8 @@ export interface LoadTotals {
   readonly reconnects: number;
   readonly closeCodes: Record<string, number>;
   readonly reconnectGapMs: { readonly p50: number; readonly p99: number; readonly max: number; readonly count: number };
+  /** The longest any message waited for its echo, ms. */
+  readonly slowestEchoMs: number;
 }
 
 const DEFAULT_TICK_MS = 100;
@@ -108,6 +110,7 @@ export class Load {
       reconnects: sum('reconnects'),
       closeCodes,
       reconnectGapMs: { p50: percentile(gaps, 50), p99: percentile(gaps, 99), max: gaps.length ? Math.max(...gaps) : 0, count: gaps.length },
+      slowestEchoMs: Math.max(0, ...this.clients.map((c) => c.stats.slowestEchoMs)),
     };
   }
 }

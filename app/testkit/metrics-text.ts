@@ -2,6 +2,7 @@
 // name and labels, and the names and types the registry exports.
 import { DrainProgress } from '../src/drain.js';
 import { Counters, createRegistry } from '../src/metrics.js';
+import { OverloadStatus } from '../src/overload.js';
 import { RebalanceStatus } from '../src/rebalance.js';
 
 /** The value of one sample in Prometheus text, e.g. sampleOf(text, 'websocket_closes_total', { code: '1009' }). */
@@ -25,6 +26,8 @@ export async function exportedMetrics(): Promise<Map<string, string>> {
     maxConnections: 1,
     drain: new DrainProgress(),
     rebalance: new RebalanceStatus(),
+    overload: new OverloadStatus(),
+    memoryLimitBytes: 0,
   });
   const metrics = await registry.getMetricsAsJSON();
   return new Map(metrics.map((m) => [m.name, String(m.type)]));

@@ -85,7 +85,7 @@ export class Prng {
  * `count` reference clients (app/src/client.ts) sending one message every
  * `intervalMs` each: the same load the local cluster runs (load.ts).
  */
-async function startBystanders(port: number, count: number, intervalMs = 20): Promise<Load> {
+export async function startBystanders(port: number, count: number, intervalMs = 20): Promise<Load> {
   const load = new Load({ url: wsUrl(port), clients: count, rate: 1000 / intervalMs, paddingBytes: 64, tickMs: intervalMs });
   await load.open();
   load.startSending();

@@ -16,6 +16,7 @@ export const SETUP_COMMAND = 'npm run setup';
 export const SYSTEM_TOOLS = {
   nginx: { candidates: ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx'], debian: 'nginx-light' },
   prometheus: { candidates: ['/usr/bin/prometheus', '/usr/local/bin/prometheus'], debian: 'prometheus' },
+  promtool: { candidates: ['/usr/bin/promtool', '/usr/local/bin/promtool'], debian: 'prometheus' },
   chromium: { candidates: ['/usr/bin/chromium', '/usr/bin/chromium-browser'], debian: 'chromium' },
   podman: { candidates: ['/usr/bin/podman', '/usr/local/bin/podman'], debian: 'podman buildah runc catatonit mmdebstrap' },
 } as const;

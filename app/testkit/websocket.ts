@@ -1,8 +1,9 @@
 // WebSocket clients for tests: a URL, an open that rejects with the HTTP
 // status of a refused upgrade, a wait for the close, and the raw upgrade
-// request for tests that speak the handshake themselves.
+// request and upgraded socket for tests that speak the protocol themselves.
 import { once } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
+import { connect as tcpConnect, type Socket } from 'node:net';
 import { WebSocket, type ClientOptions } from 'ws';
 
 export function wsUrl(port: number, path = '/echo'): string {
@@ -72,4 +73,16 @@ export function upgradeRequest({
   if (version !== null) lines.push(`Sec-WebSocket-Version: ${version}`);
   for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`);
   return `${lines.join('\r\n')}\r\n\r\n`;
+}
+
+/** A raw TCP socket that has completed the upgrade (the 101 read and dropped), for tests that write frames by hand. */
+export async function rawUpgraded(port: number): Promise<Socket> {
+  const socket = tcpConnect(port, '127.0.0.1');
+  socket.on('error', () => {}); // a reset shows as 'close'; the tests look at that
+  await once(socket, 'connect');
+  socket.write(upgradeRequest());
+  let head = Buffer.alloc(0);
+  while (!head.includes('\r\n\r\n')) head = Buffer.concat([head, (await once(socket, 'data'))[0] as Buffer]);
+  if (!/^HTTP\/1\.1 101 /.test(head.toString('latin1'))) throw new Error(`upgrade refused: ${head.toString('latin1').split('\r\n')[0]}`);
+  return socket;
 }

@@ -142,6 +142,20 @@ The chart's own variables, before extraEnv may replace some of them.
   value: {{ include "ws-echo.number" .Values.config.maxPayloadBytes | quote }}
 - name: BACKPRESSURE_BYTES
   value: {{ include "ws-echo.number" .Values.config.backpressureBytes | quote }}
+- name: MAX_MESSAGE_FRAGMENTS
+  value: {{ include "ws-echo.number" .Values.config.maxMessageFragments | quote }}
+- name: MESSAGE_TIMEOUT_SECONDS
+  value: {{ include "ws-echo.number" .Values.config.messageTimeoutSeconds | quote }}
+{{- if ne .Values.config.memoryBudgetBytes nil }}
+- name: MEMORY_BUDGET_BYTES
+  value: {{ include "ws-echo.number" .Values.config.memoryBudgetBytes | quote }}
+{{- end }}
+{{- if (.Values.resources.limits | default dict).memory }}
+- name: MEMORY_LIMIT_BYTES
+  valueFrom:
+    resourceFieldRef:
+      resource: limits.memory
+{{- end }}
 - name: ALLOWED_ORIGINS
   value: {{ .Values.config.allowedOrigins | quote }}
 - name: HEARTBEAT_INTERVAL_SECONDS
@@ -318,10 +332,101 @@ autoscaling target when an autoscaler runs, else 0 (none).
 {{- end }}
 
 {{/*
+A Kubernetes memory quantity ("512Mi", "1Gi", "500M", "1e9", "536870912")
+in bytes, as a whole number; fails on a form no memory limit means.
+*/}}
+{{- define "ws-echo.bytes" -}}
+{{- if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) }}
+{{- int64 . }}
+{{- else }}
+{{- $q := toString . }}
+{{- if regexMatch "^[0-9]+(\\.[0-9]+)?m$" $q }}
+{{- fail (printf "resources.limits.memory is %q: the suffix m means thousandths of a byte. Did you mean %sMi?" $q (trimSuffix "m" $q)) }}
+{{- end }}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?((Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)|[eE][0-9]+)?$" $q) }}
+{{- fail (printf "resources.limits.memory is %q: write it as a number of bytes or with a suffix (Ki, Mi, Gi, Ti, k, M, G, T), e.g. 512Mi." $q) }}
+{{- end }}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $q }}
+{{- $suffix := trimPrefix $number $q }}
+{{- $factor := 1.0 }}
+{{- if regexMatch "^[eE]" $suffix }}
+{{- range until (int (trimPrefix "e" (lower $suffix))) }}{{ $factor = mulf $factor 10 }}{{ end }}
+{{- else }}
+{{- $factor = get (dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000 "E" 1000000000000000000) $suffix }}
+{{- end }}
+{{- int64 (ceil (mulf (float64 $number) $factor)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Bytes as MiB with one decimal, for messages.
+*/}}
+{{- define "ws-echo.mib" -}}
+{{- printf "%.1f MiB" (divf . 1048576) }}
+{{- end }}
+
+{{/*
+The memory budget as the service derives it (app/src/memory-budget.ts): 60 %
+of what the memory limit leaves after 64 MiB for the runtime and 8 KiB per
+MAX_CONNECTIONS; config.memoryBudgetBytes when set. Fails when the values
+cannot work together, naming them, so a too-small limit is refused at
+`helm install` rather than by a pod in CrashLoopBackOff. Renders the budget
+(0: off or no limit to derive it from).
+*/}}
+{{- define "ws-echo.memoryBudget" -}}
+{{- $c := .Values.config }}
+{{- $allowance := add (int64 $c.backpressureBytes) (mul 2 (int64 $c.maxPayloadBytes)) }}
+{{- $reserve := add 67108864 (mul 8192 (int64 $c.maxConnections)) }}
+{{- $memory := (.Values.resources.limits | default dict).memory }}
+{{- $limit := 0 }}
+{{- if $memory }}{{ $limit = include "ws-echo.bytes" $memory | int64 }}{{ end }}
+{{- if ne $c.memoryBudgetBytes nil }}
+{{- $budget := int64 $c.memoryBudgetBytes }}
+{{- if and (gt $budget 0) $limit (gt $budget (sub $limit $reserve)) }}
+{{- fail (printf "config.memoryBudgetBytes (%s) is more than resources.limits.memory (%s) leaves after the runtime and config.maxConnections (%d) idle connections (%s): lower it, raise the limit or lower maxConnections." (include "ws-echo.mib" $budget) $memory (int64 $c.maxConnections) (include "ws-echo.mib" $reserve)) }}
+{{- end }}
+{{- if and (gt $budget 0) (lt $budget $allowance) }}
+{{- fail (printf "config.memoryBudgetBytes (%s) is less than one connection may hold (%s: config.backpressureBytes + 2 × config.maxPayloadBytes): raise it or lower those." (include "ws-echo.mib" $budget) (include "ws-echo.mib" $allowance)) }}
+{{- end }}
+{{- $budget }}
+{{- else if $limit }}
+{{- $budget := int64 (floor (mulf (sub $limit $reserve) 0.6)) }}
+{{- if lt $budget $allowance }}
+{{- fail (printf "resources.limits.memory (%s) is too small for these values: the runtime and config.maxConnections (%d) idle connections need %s, which leaves a memory budget of %s for what clients hold, less than one connection may hold (%s: config.backpressureBytes + 2 × config.maxPayloadBytes). Raise the limit, lower maxConnections, maxPayloadBytes or backpressureBytes, or set config.memoryBudgetBytes." $memory (int64 $c.maxConnections) (include "ws-echo.mib" $reserve) (include "ws-echo.mib" (max 0 $budget)) (include "ws-echo.mib" $allowance)) }}
+{{- end }}
+{{- $budget }}
+{{- else -}}
+0
+{{- end }}
+{{- end }}
+
+{{/*
+The pod's securityContext: podSecurityContext, with the socket buffer sysctls
+added when socketBuffers says so. A sysctl the user sets in
+podSecurityContext.sysctls wins over ours of the same name.
+*/}}
+{{- define "ws-echo.podSecurityContext" -}}
+{{- $context := deepCopy .Values.podSecurityContext }}
+{{- if .Values.socketBuffers.enabled }}
+{{- $sysctls := $context.sysctls | default list }}
+{{- $names := list }}
+{{- range $sysctls }}{{ $names = append $names .name }}{{ end }}
+{{- range $name, $value := dict "net.ipv4.tcp_rmem" .Values.socketBuffers.tcpRmem "net.ipv4.tcp_wmem" .Values.socketBuffers.tcpWmem }}
+{{- if not (has $name $names) }}
+{{- $sysctls = append $sysctls (dict "name" $name "value" $value) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $context "sysctls" $sysctls }}
+{{- end }}
+{{- toYaml $context }}
+{{- end }}
+
+{{/*
 Checks the schema cannot express (cross-field rules). Each message says what
 is wrong and what to do, since `helm install` shows nothing else.
 */}}
 {{- define "ws-echo.validate" -}}
+{{- $_ := include "ws-echo.memoryBudget" . }}
 {{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
 {{- fail "autoscaling.enabled and keda.enabled are both true: two autoscalers would fight over the replica count. Enable one: the HPA (needs prometheus-adapter) or KEDA (queries Prometheus itself)." }}
 {{- end }}

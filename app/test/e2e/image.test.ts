@@ -209,11 +209,20 @@ describe('container image (podman)', { skip }, () => {
         await roundTrip(ws, 'through the pod');
         assert.equal(await scrape(metricsPort, 'websocket_connections_active'), 1, '/metrics on the metrics hostPort');
 
-        // What podman made of the rest of the pod spec: figures, not assertions.
+        // The memory budget from the limit (MEMORY_LIMIT_BYTES from resourceFieldRef, or the cgroup).
+        const budgetLine = (await containerLogs(ctr)).split('\n').find((line) => line.includes('"memoryBudgetSource"'));
+        assert.ok(budgetLine, 'the memory budget is logged at start');
+        const budget = JSON.parse(budgetLine) as { memoryLimitBytes: number; memoryLimitSource: string; memoryBudgetSource: string };
+        assert.deepEqual([budget.memoryLimitBytes, budget.memoryBudgetSource], [512 * 1024 * 1024, 'derived']);
+
+        // What podman made of the rest of the pod spec: figures, not assertions (podman 4.3 ignores pod sysctls:
+        // e2e/memory.test.ts passes the chart's with --sysctl).
+        const tcpRmem = (await podman(['exec', ctr, 'cat', '/proc/sys/net/ipv4/tcp_rmem'])).trim().split(/\s+/).join(' ');
         const health = state.Config.Healthcheck?.Test.join(' ') ?? 'none';
         console.log(
           `# kube play: pod=${podName} playToReadyMs=${(readyAt - playedAt).toFixed(0)} terminationGracePeriodSeconds=${grace} ` +
-            `podmanStopTimeout=${state.Config.StopTimeout} restartPolicy=${state.HostConfig.RestartPolicy.Name} livenessAsHealthcheck="${health}"`,
+            `podmanStopTimeout=${state.Config.StopTimeout} restartPolicy=${state.HostConfig.RestartPolicy.Name} livenessAsHealthcheck="${health}" ` +
+            `memoryLimitSource="${budget.memoryLimitSource}" tcpRmem="${tcpRmem}"`,
         );
 
         // Stop the pod as the kubelet would (SIGTERM, SIGKILL at the chart's grace period).

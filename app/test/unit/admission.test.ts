@@ -7,7 +7,7 @@ import { decideUpgrade, type AdmissionPolicy, type Decision, type UpgradeRequest
 
 const POLICY: AdmissionPolicy = { wsPath: '/echo', allowedOrigins: new Set(['https://app.example']), maxConnections: 100 };
 const REQUEST: UpgradeRequest = { host: 'echo.example', path: '/echo', origin: undefined };
-const SERVING = { accepting: true, rebalancing: false, connections: 0 };
+const SERVING = { accepting: true, rebalancing: false, memoryPressure: false, connections: 0 };
 
 const decide = (request: Partial<UpgradeRequest>, state: Partial<typeof SERVING> = {}, policy: Partial<AdmissionPolicy> = {}): Decision =>
   decideUpgrade({ ...REQUEST, ...request }, { ...SERVING, ...state }, { ...POLICY, ...policy });
@@ -26,17 +26,19 @@ describe('upgrade admission', () => {
     assert.equal(outcome(decide({}, { accepting: false })), '503 draining retry-later');
     assert.equal(outcome(decide({ origin: 'https://evil.example' })), '403 origin');
     assert.equal(outcome(decide({ origin: 'not an origin' })), '403 origin');
+    assert.equal(outcome(decide({}, { memoryPressure: true })), '503 memory retry-later');
     assert.equal(outcome(decide({}, { rebalancing: true })), '503 rebalancing retry-later');
     assert.equal(outcome(decide({}, { connections: 100 })), '503 max_connections retry-later');
     assert.equal(outcome(decide({}, { connections: 99 })), 'admit');
   });
 
-  it('applies the rules in order: malformed, misrouted, draining, foreign origin, rebalancing, full', () => {
-    const everything = { accepting: false, rebalancing: true, connections: 1000 };
+  it('applies the rules in order: malformed, misrouted, draining, foreign origin, short of memory, rebalancing, full', () => {
+    const everything = { accepting: false, rebalancing: true, memoryPressure: true, connections: 1000 };
     assert.equal(outcome(decide({ host: undefined, path: '/other', origin: 'https://evil.example' }, everything)), '400 invalid_handshake');
     assert.equal(outcome(decide({ path: '/other', origin: 'https://evil.example' }, everything)), '404 path');
     assert.equal(outcome(decide({ origin: 'https://evil.example' }, everything)), '503 draining retry-later');
-    assert.equal(outcome(decide({ origin: 'https://evil.example' }, { rebalancing: true, connections: 1000 })), '403 origin');
+    assert.equal(outcome(decide({ origin: 'https://evil.example' }, { rebalancing: true, memoryPressure: true, connections: 1000 })), '403 origin');
+    assert.equal(outcome(decide({}, { rebalancing: true, memoryPressure: true, connections: 1000 })), '503 memory retry-later');
     assert.equal(outcome(decide({}, { rebalancing: true, connections: 1000 })), '503 rebalancing retry-later');
   });
 

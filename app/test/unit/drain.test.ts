@@ -4,7 +4,8 @@
 // clients: integration/drain.test.ts.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
-import { DrainController, SERVICE_RESTART, TICK_MS, type DrainOptions } from '../../src/drain.js';
+import { DrainController, TICK_MS, type DrainOptions } from '../../src/drain.js';
+import { SERVICE_RESTART } from '../../src/sockets.js';
 import { FakeSocketSet } from '../../testkit/fake-sockets.js';
 import { capturingLogger } from '../../testkit/logs.js';
 

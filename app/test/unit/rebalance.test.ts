@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
 import type { RebalanceConfig } from '../../src/config.js';
 import type { FleetPod } from '../../src/kube-api.js';
-import { Rebalancer, TRY_AGAIN_LATER, type FleetView } from '../../src/rebalance.js';
+import { Rebalancer, type FleetView } from '../../src/rebalance.js';
+import { TRY_AGAIN_LATER } from '../../src/sockets.js';
 import { FakeSocketSet } from '../../testkit/fake-sockets.js';
 import { capturingLogger } from '../../testkit/logs.js';
 
@@ -27,7 +28,7 @@ const CONFIG: RebalanceConfig = {
 };
 
 function rebalancerOf(sockets: FakeSocketSet, config: Partial<RebalanceConfig> = {}, fleet?: FleetView) {
-  const admission = { accepting: true, rebalancing: false };
+  const admission = { accepting: true, rebalancing: false, memoryPressure: false };
   const rebalancer = new Rebalancer({
     sockets,
     admission,

@@ -8,6 +8,7 @@
 //   required fields, enums, formats: kubernetes-models 5.1.0 (OpenAPI v1.36.0)
 //   CRDs: @kubernetes-models/prometheus-operator 6.0.0 (v0.91.0), keda 2.0.0 (v2.19.0), gateway-api 2.0.0 (v1.5.1)
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import { chartValues, scenarioValues, valueAt, type Values } from '../../../test
 import { exportedMetrics } from '../../../testkit/metrics-text.js';
 import { chartDir } from '../../../testkit/paths.js';
 import { casesOf } from '../../../testkit/setting-cases.js';
-import { needsFetched } from '../../../testkit/tools.js';
+import { needs, needsFetched, requireTool } from '../../../testkit/tools.js';
 
 /** The reason these tests cannot run here (helm or the API models could not be fetched), if any. */
 const skip = needsFetched('helm', 'Kubernetes API models');
@@ -42,7 +43,7 @@ interface Container {
   name: string;
   image: string;
   command?: string[];
-  env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+  env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string }; resourceFieldRef?: { resource: string } } }[];
   ports?: { name: string; containerPort: number }[];
   lifecycle?: { preStop?: { sleep?: { seconds: number }; exec?: { command: string[] } } };
   securityContext?: Record<string, unknown>;
@@ -239,6 +240,9 @@ describe('container contract', { skip }, () => {
         MAX_CONNECTIONS: '1000000',
         MAX_PAYLOAD_BYTES: '268435456',
         BACKPRESSURE_BYTES: '1073741824',
+        MAX_MESSAGE_FRAGMENTS: '1024',
+        MESSAGE_TIMEOUT_SECONDS: '2.5',
+        MEMORY_BUDGET_BYTES: '17179869184',
         ALLOWED_ORIGINS: '*',
         HEARTBEAT_INTERVAL_SECONDS: '0.5',
         HTTP_HEADERS_TIMEOUT_SECONDS: '2.5',
@@ -269,9 +273,11 @@ describe('container contract', { skip }, () => {
     assert.equal(hpa.REBALANCE_TARGET_CONNECTIONS, String(at('hpa', 'autoscaling.targetConnectionsPerPod')));
   });
 
-  it('takes POD_NAME, POD_NAMESPACE and POD_UID from the downward API', () => {
-    const fields = Object.fromEntries((container(docsOf('default')).env ?? []).filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
-    assert.deepEqual(fields, { POD_NAME: 'metadata.name', POD_NAMESPACE: 'metadata.namespace', POD_UID: 'metadata.uid' });
+  it('takes POD_NAME, POD_NAMESPACE, POD_UID and MEMORY_LIMIT_BYTES from the downward API', () => {
+    const fields = Object.fromEntries(
+      (container(docsOf('default')).env ?? []).filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath ?? e.valueFrom?.resourceFieldRef?.resource]),
+    );
+    assert.deepEqual(fields, { POD_NAME: 'metadata.name', POD_NAMESPACE: 'metadata.namespace', POD_UID: 'metadata.uid', MEMORY_LIMIT_BYTES: 'limits.memory' });
   });
   it('lets extraEnv replace a variable the chart sets: one entry per name, the user\'s', async () => {
     const c = container(await render({ set: ['extraEnv[0].name=LOG_LEVEL', 'extraEnv[0].value=debug', 'extraEnv[1].name=NODE_OPTIONS', 'extraEnv[1].value=--enable-source-maps'] }));
@@ -556,10 +562,29 @@ describe('autoscaling', { skip }, () => {
 });
 
 describe('monitoring and network policy', { skip }, () => {
+  it('has alert rules that promtool loads', { skip: needs('promtool') }, () => {
+    const rule = one(docsOf('monitoring'), 'PrometheusRule');
+    const dir = mkdtempSync(join(tmpdir(), 'ws-echo-rules-'));
+    // A PrometheusRule's spec is a Prometheus rules file.
+    writeFileSync(join(dir, 'rules.yaml'), JSON.stringify(rule.spec));
+    const check = spawnSync(requireTool('promtool'), ['check', 'rules', join(dir, 'rules.yaml')], { encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    assert.match(check.stdout, /SUCCESS: 8 rules found/);
+  });
+
   it('alerts only on metrics the service exports, scoped to this release', async () => {
     const metrics = await exportedMetrics();
     const rules = spec<{ groups: { rules: { alert: string; expr: string }[] }[] }>(one(docsOf('monitoring'), 'PrometheusRule')).groups.flatMap((g) => g.rules);
-    assert.deepEqual(rules.map((r) => r.alert).sort(), ['WsEchoAbnormalCloses', 'WsEchoConnectionImbalance', 'WsEchoForcedClosesDuringDrain', 'WsEchoNearMaxConnections', 'WsEchoRebalanceStuck', 'WsEchoUpgradesRefusedFull']);
+    assert.deepEqual(rules.map((r) => r.alert).sort(), [
+      'WsEchoAbnormalCloses',
+      'WsEchoConnectionImbalance',
+      'WsEchoForcedClosesDuringDrain',
+      'WsEchoMemoryBudgetCloses',
+      'WsEchoMemoryPressure',
+      'WsEchoNearMaxConnections',
+      'WsEchoRebalanceStuck',
+      'WsEchoUpgradesRefusedFull',
+    ]);
     for (const r of rules) {
       const used = r.expr.match(/websocket_[a-z_]+/g) ?? [];
       assert.ok(used.length > 0, r.alert);
@@ -574,6 +599,8 @@ describe('monitoring and network policy', { skip }, () => {
     assert.match(byName.WsEchoAbnormalCloses ?? '', /code="1006"/);
     assert.match(byName.WsEchoConnectionImbalance ?? '', /max by \(namespace\)[\s\S]*avg by \(namespace\)[\s\S]*> 1\.5/);
     assert.match(byName.WsEchoRebalanceStuck ?? '', /websocket_rebalance_shedding[\s\S]*websocket_rebalance_excess/);
+    assert.match(byName.WsEchoMemoryPressure ?? '', /websocket_memory_overload_state\{[^}]*state!="normal"\}\) == 1/);
+    assert.match(byName.WsEchoMemoryBudgetCloses ?? '', /websocket_overload_closes_total\{[^}]*reason="memory"\}/);
   });
 
   it('scrapes the metrics port (the NetworkPolicy: security.test.ts)', () => {
@@ -688,7 +715,8 @@ describe('as the dependency of an umbrella chart', { skip }, () => {
     const parent = mkdtempSync(join(tmpdir(), 'ws-echo-umbrella-'));
     mkdirSync(join(parent, 'charts'));
     cpSync(chartDir, join(parent, 'charts', 'ws-echo'), { recursive: true });
-    writeFileSync(join(parent, 'Chart.yaml'), 'apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: ws-echo\n    version: 0.2.0\n    condition: ws-echo.enabled\n');
+    const version = /^version: (\S+)$/m.exec(readFileSync(join(chartDir, 'Chart.yaml'), 'utf8'))?.[1];
+    writeFileSync(join(parent, 'Chart.yaml'), `apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: ws-echo\n    version: ${version}\n    condition: ws-echo.enabled\n`);
     writeFileSync(join(parent, 'values.yaml'), 'ws-echo:\n  enabled: true\nglobal:\n  team: realtime\n');
     for (const major of HELM_MAJORS) {
       const on = await helm(['template', 'platform', parent, '--namespace', NAMESPACE], { major });

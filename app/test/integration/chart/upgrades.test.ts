@@ -10,24 +10,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HELM_MAJORS, NAMESPACE, one, RELEASE, render } from '../../../testkit/chart/helm.js';
 import type { Manifest } from '../../../testkit/chart/k8s-schemas.js';
-import { FakeApiServer, type ApiResource } from '../../../testkit/fake-apiserver.js';
+import { FakeApiServer } from '../../../testkit/fake-apiserver.js';
+import { CHART_API_RESOURCES } from '../../../testkit/chart/api-resources.js';
 import { needsFetched } from '../../../testkit/tools.js';
 
 const skip = needsFetched('helm');
 const FULLNAME = `${RELEASE}-ws-echo`;
 
-/** What a cluster with the Prometheus Operator and KEDA installed announces for the kinds the chart renders. */
-const RESOURCES: ApiResource[] = [
-  { group: '', version: 'v1', kind: 'Service', plural: 'services' },
-  { group: '', version: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts' },
-  { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments' },
-  { group: 'policy', version: 'v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets' },
-  { group: 'rbac.authorization.k8s.io', version: 'v1', kind: 'Role', plural: 'roles' },
-  { group: 'rbac.authorization.k8s.io', version: 'v1', kind: 'RoleBinding', plural: 'rolebindings' },
-  { group: 'autoscaling', version: 'v2', kind: 'HorizontalPodAutoscaler', plural: 'horizontalpodautoscalers' },
-  { group: 'monitoring.coreos.com', version: 'v1', kind: 'PodMonitor', plural: 'podmonitors' },
-  { group: 'keda.sh', version: 'v1alpha1', kind: 'ScaledObject', plural: 'scaledobjects' },
-];
 
 const HPA = ['autoscaling.enabled=true', 'metrics.podMonitor.enabled=true'];
 const KEDA = ['keda.enabled=true', 'metrics.podMonitor.enabled=true'];
@@ -39,7 +28,7 @@ describe('upgrades that turn an autoscaler on', { skip }, () => {
   let kubeconfig: string;
   before(async () => {
     api = new FakeApiServer();
-    api.serveResources(RESOURCES);
+    api.serveResources(CHART_API_RESOURCES);
     await api.listen();
     kubeconfig = api.writeKubeconfig(join(mkdtempSync(join(tmpdir(), 'ws-echo-upgrade-')), 'kubeconfig.yaml'), NAMESPACE);
   });

@@ -4,8 +4,6 @@
 // bytes a conforming server sends (an oracle predicts them), ping floods are
 // answered or cut, and all the while bystander reference clients lose nothing.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { connect as tcpConnect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pool } from '../../../testkit/chart/helm.js';
@@ -14,7 +12,7 @@ import { closePayload, encodeFrame, hostileInput, INVALID_UTF8, OP, predict, ser
 import { exchange, splitHead } from '../../../testkit/http.js';
 import { assertContained, Figures, othersSaw, Prng, SEED, tally, watched } from '../../../testkit/reliability.js';
 import { scrape, waitFor } from '../../../testkit/service.js';
-import { upgradeRequest } from '../../../testkit/websocket.js';
+import { rawUpgraded, upgradeRequest } from '../../../testkit/websocket.js';
 
 const MAX_PAYLOAD = 4096;
 /** RELIABILITY_CASES=20000 npm test runs a longer fuzz by hand. */
@@ -236,7 +234,7 @@ describe('hostile frames after the upgrade', () => {
     // 20,000 pings in bursts of 50, each burst once the previous one's pongs are back: all answered.
     const PINGS = 20_000;
     const polite = await watched(service, async () => {
-      const socket = await upgraded(service.port);
+      const socket = await rawUpgraded(service.port);
       let pongBytes = 0;
       socket.on('data', (chunk: Buffer) => (pongBytes += chunk.length));
       let wanted = 0;
@@ -273,7 +271,7 @@ describe('hostile frames after the upgrade', () => {
       const outcomes = await Promise.all(
         Array.from({ length: FLOODERS * ROUNDS }, async (_, i) => {
           await sleep(Math.floor(i / FLOODERS) * 100);
-          const socket = await upgraded(service.port);
+          const socket = await rawUpgraded(service.port);
           let sent = 0;
           let received = 0;
           let closed = false;
@@ -311,15 +309,3 @@ describe('hostile frames after the upgrade', () => {
     });
   });
 });
-
-/** A raw socket that has completed the upgrade (the 101 consumed). */
-async function upgraded(port: number): Promise<Socket> {
-  const socket = tcpConnect(port, '127.0.0.1');
-  socket.on('error', () => {}); // a reset shows as 'close'; the tests look at that
-  await once(socket, 'connect');
-  socket.write(upgradeRequest());
-  let head = Buffer.alloc(0);
-  while (!head.includes('\r\n\r\n')) head = Buffer.concat([head, (await once(socket, 'data'))[0] as Buffer]);
-  assert.match(head.toString('latin1'), /^HTTP\/1\.1 101 /);
-  return socket;
-}
