@@ -6,11 +6,14 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeReport, type RunReport } from '../app/testkit/cluster/report.js';
+import { APPS, type App } from '../app/testkit/cluster/local-cluster.js';
 import { MODES, runScenario, type Mode } from '../app/testkit/cluster/scenario.js';
 
 const HELP = `usage: npm run rollout -- [options]
 
   --mode MODE            rollout (default) | scale-down | scale-up | kill | naive
+  --app APP              ws-echo (default) | example: what the replicas run; example is the chat
+                         app of examples/chat built on the graceful library (ws-echo/graceful)
   --replicas N           replicas before the operation (default 3)
   --clients N            reference clients through nginx (default 600)
   --rate R               messages per second per client (default 1)
@@ -33,6 +36,7 @@ server behind nginx; the report shows what the drain prevents.`;
 const { values } = parseArgs({
   options: {
     mode: { type: 'string', default: 'rollout' },
+    app: { type: 'string', default: 'ws-echo' },
     replicas: { type: 'string', default: '3' },
     clients: { type: 'string', default: '600' },
     rate: { type: 'string', default: '1' },
@@ -76,13 +80,19 @@ if (!MODES.includes(mode)) {
   console.error(`rollout: --mode must be one of ${MODES.join(', ')}, got ${JSON.stringify(values.mode)}`);
   process.exit(2);
 }
+const app = values.app as App;
+if (!APPS.includes(app) || (app === 'example' && mode === 'naive')) {
+  console.error(`rollout: --app must be one of ${APPS.join(', ')} (naive runs ws-echo only), got ${JSON.stringify(values.app)}`);
+  process.exit(2);
+}
 const replicas = number('replicas', values.replicas, 1);
 const rebalancing = (values.rebalance ?? (mode === 'scale-up' ? 'on' : 'off')) === 'on';
 if (values.rebalance !== undefined && !['on', 'off'].includes(values.rebalance)) {
   console.error(`rollout: --rebalance must be on or off, got ${JSON.stringify(values.rebalance)}`);
   process.exit(2);
 }
-const out = values.out ?? join('reports', mode === 'scale-up' && !rebalancing ? `${mode}-no-rebalance` : mode);
+const folder = mode === 'scale-up' && !rebalancing ? `${mode}-no-rebalance` : mode;
+const out = values.out ?? join('reports', app === 'example' ? `example-${folder}` : folder);
 rmSync(join(out, 'work'), { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
@@ -107,6 +117,7 @@ const report = await runScenario({
         cooldownSeconds: 30,
       },
   prometheus: !values['no-prometheus'],
+  app,
   progress: process.stdout.isTTY === true,
   dir: join(out, 'work'),
   command: `npm run rollout -- ${process.argv.slice(2).join(' ')}`.trim(),

@@ -67,6 +67,21 @@ export interface RebalanceConfig {
   readonly cooldownSeconds: number;
 }
 
+/** The settings of the drain, the rebalancer and the Kubernetes integration: what the library (graceful.ts) reads. */
+export type GracefulConfig = Pick<
+  Config,
+  | 'drainWindowSeconds'
+  | 'drainCloseTimeoutSeconds'
+  | 'podName'
+  | 'podNamespace'
+  | 'podUid'
+  | 'kubernetes'
+  | 'kubernetesServiceHost'
+  | 'kubeconfig'
+  | 'podDeletionCostIntervalSeconds'
+  | 'rebalance'
+>;
+
 /** Thrown by loadConfig; `problems` holds one line per bad variable. */
 export class ConfigError extends Error {
   readonly problems: readonly string[];
@@ -79,11 +94,19 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** Reads settings from `env` by the table; `problems` collects one line per bad value. */
+export interface SettingsReader {
+  readonly read: <N extends SettingName>(name: N) => SettingValue<N>;
+  /** The trimmed text of a variable that is not a setting (KUBERNETES_SERVICE_HOST); empty counts as unset. */
+  readonly raw: (name: string) => string | undefined;
+  readonly problems: string[];
+}
+
 /**
- * Reads and validates the configuration. Collects every problem before
- * throwing, so a user fixes all bad variables in one round.
+ * A reader of settings from `env`. `label` names a setting in error messages
+ * (its variable by default; the library names its option instead).
  */
-export function loadConfig(env: Env = process.env): Config {
+export function settingsReader(env: Env, label: (name: SettingName) => string = (name) => name): SettingsReader {
   const problems: string[] = [];
   // An empty variable counts as unset: `env: [{name: PORT, value: ""}]` in a
   // manifest means "no opinion", not "port zero".
@@ -97,9 +120,18 @@ export function loadConfig(env: Env = process.env): Config {
     if (text === undefined) return setting.default as SettingValue<N>;
     const value = setting.parser.parse(text);
     if (value !== undefined) return value;
-    problems.push(`${name}=${JSON.stringify(text)} is invalid: must be ${setting.parser.allowed}`);
+    problems.push(`${label(name)}=${JSON.stringify(text)} is invalid: must be ${setting.parser.allowed}`);
     return setting.default as SettingValue<N>;
   };
+  return { read, raw, problems };
+}
+
+/**
+ * Reads and validates the configuration. Collects every problem before
+ * throwing, so a user fixes all bad variables in one round.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const { read, raw, problems } = settingsReader(env);
 
   const port = read('PORT');
   const metricsPort = read('METRICS_PORT');
@@ -120,10 +152,19 @@ export function loadConfig(env: Env = process.env): Config {
     memoryBudgetBytes: read('MEMORY_BUDGET_BYTES'),
     allowedOrigins: read('ALLOWED_ORIGINS'),
     heartbeatIntervalSeconds: read('HEARTBEAT_INTERVAL_SECONDS'),
-    drainWindowSeconds: read('DRAIN_WINDOW_SECONDS'),
-    drainCloseTimeoutSeconds: read('DRAIN_CLOSE_TIMEOUT_SECONDS'),
     headersTimeoutSeconds: read('HTTP_HEADERS_TIMEOUT_SECONDS'),
     logLevel: read('LOG_LEVEL'),
+    ...readGracefulConfig({ read, raw }),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+/** The library's part of the settings, read the same way by the service and by the library. */
+export function readGracefulConfig({ read, raw }: Pick<SettingsReader, 'read' | 'raw'>): GracefulConfig {
+  return {
+    drainWindowSeconds: read('DRAIN_WINDOW_SECONDS'),
+    drainCloseTimeoutSeconds: read('DRAIN_CLOSE_TIMEOUT_SECONDS'),
     podName: read('POD_NAME') ?? hostname(),
     podNamespace: read('POD_NAMESPACE'),
     podUid: read('POD_UID'),
@@ -142,6 +183,4 @@ export function loadConfig(env: Env = process.env): Config {
       cooldownSeconds: read('REBALANCE_COOLDOWN_SECONDS'),
     },
   };
-  if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(config);
 }

@@ -57,7 +57,11 @@ export interface DrainOptions {
   readonly exit: (code: number) => void;
   readonly events?: PodEvents | undefined;
   /** Called once as the drain begins: whatever else closes sockets or refuses upgrades must stop (the rebalancer, the deletion-cost reporter). */
-  readonly onBegin?: () => void;
+  readonly onBegin?: (reason: string) => void;
+  /** Called just before each 1012, so an app can send its own goodbye first (graceful.ts's 'closing' event). */
+  readonly onClosing?: (ws: ClosableSocket, code: number) => void;
+  /** Called with the summary once the drain is over, just before `exit(0)`. */
+  readonly onFinished?: (summary: DrainSummary) => void;
   readonly now?: () => number;
   readonly random?: () => number;
 }
@@ -105,7 +109,7 @@ export class DrainController {
     this.progress.state = 'draining';
     // Readiness 503 and upgrades 503 + Retry-After, from this instant.
     this.#o.admission.accepting = false;
-    this.#o.onBegin?.();
+    this.#o.onBegin?.(signal);
     this.#startedAt = this.#now();
     this.#lastProgressLog = this.#startedAt;
     this.#windowMs = windowSeconds * 1000;
@@ -159,6 +163,7 @@ export class DrainController {
       const ws = this.#queue[this.#sent++]!;
       // Echoes already queued on this socket go out before the close frame: ws writes in order.
       if (ws.readyState === OPEN) {
+        this.#o.onClosing?.(ws, SERVICE_RESTART);
         ws.close(SERVICE_RESTART, 'service restart');
         this.progress.closeFramesSent++;
       }
@@ -186,6 +191,7 @@ export class DrainController {
       FINAL_EVENT_TIMEOUT_MS,
     );
     this.#resolveFinished(summary);
+    this.#o.onFinished?.(summary);
     this.#o.exit(0);
   }
 }

@@ -4,7 +4,7 @@
 // decision is logged once; without a usable cluster the service runs on
 // without the integration (Events, pod-deletion-cost, the fleet view).
 import { existsSync, readFileSync } from 'node:fs';
-import type { Config } from './config.js';
+import type { GracefulConfig } from './config.js';
 import { KubernetesApi, type ApiCallCounter, type Client } from './kube-api.js';
 import type { Logger } from './logger.js';
 
@@ -22,7 +22,7 @@ export const API_TIMEOUT_MS = 2000;
 
 /** The API client when the integration is on and has credentials, else undefined (the reason logged once). */
 export async function connectToCluster(
-  config: Config,
+  config: Pick<GracefulConfig, 'kubernetes' | 'kubernetesServiceHost' | 'kubeconfig' | 'podName' | 'podNamespace' | 'podUid'>,
   logger: Logger,
   counter: ApiCallCounter,
   options: ConnectOptions = {},

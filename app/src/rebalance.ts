@@ -11,7 +11,7 @@ import type { RebalanceConfig } from './config.js';
 import type { FleetPod } from './kube-api.js';
 import type { Logger } from './logger.js';
 import { randomSample } from './sample.js';
-import { OPEN, TRY_AGAIN_LATER, type SocketSet } from './sockets.js';
+import { OPEN, TRY_AGAIN_LATER, type ClosableSocket, type SocketSet } from './sockets.js';
 
 /** Each interval's budget leaves in up to this many batches at random moments of the interval. */
 const BATCHES_PER_INTERVAL = 5;
@@ -51,12 +51,14 @@ export interface FleetView {
 export interface RebalancerOptions {
   readonly sockets: SocketSet;
   /** Read: no rounds while the pod drains. Set: upgrades refused while shedding. */
-  readonly admission: Admission;
+  readonly admission: Pick<Admission, 'accepting' | 'rebalancing'>;
   readonly config: RebalanceConfig;
   /** Our own pod, to find our report among the fleet's. */
   readonly podName: string;
   readonly fleet?: FleetView | undefined;
   readonly logger: Logger;
+  /** Called just before each 1013, so an app can send its own goodbye first (graceful.ts's 'closing' event). */
+  readonly onClosing?: (ws: ClosableSocket, code: number) => void;
   readonly now?: () => number;
   readonly random?: () => number;
 }
@@ -214,6 +216,7 @@ export class Rebalancer {
     // Never below the share, whatever happened since the budget was set.
     const n = Math.min(count, open.length - share);
     for (const ws of randomSample(open, n, this.#random)) {
+      this.#o.onClosing?.(ws, TRY_AGAIN_LATER);
       ws.close(TRY_AGAIN_LATER, 'rebalancing: reconnect');
       this.status.shed++;
       this.#shedThisEpisode++;

@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import { ConnectionRegistry, EchoSocket } from './connections.js';
 import { demoPage, SERVED_BY_PARAM } from './demo.js';
 import { guardAccepts } from './descriptors.js';
+import { writeHttpError } from './http-error.js';
 import type { Logger } from './logger.js';
 import type { Counters, HttpError, RejectReason } from './metrics.js';
 
@@ -155,22 +156,4 @@ function pathOf(url: string | undefined): string {
   const path = url ?? '/';
   const query = path.indexOf('?');
   return query === -1 ? path : path.slice(0, query);
-}
-
-/** Answers a raw socket (an upgrade we refuse) with a complete HTTP response, then closes it. */
-function writeHttpError(socket: Duplex, status: number, message: string, headers: Record<string, string> = {}): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = `${message}\n`;
-  const lines = [
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
-    'Connection: close',
-    'Content-Type: text/plain; charset=utf-8',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
-  ];
-  socket.once('error', () => socket.destroy());
-  socket.end(`${lines.join('\r\n')}\r\n\r\n${body}`, () => socket.destroy());
 }

@@ -1,7 +1,8 @@
 // The service assembled: the public server and its connections, the
-// overload guard and its memory budget, the drain controller, the
-// rebalancer, the deletion-cost reporter and the metrics, listening. main.ts runs it as a process (config, signals, exit); tests
-// start it in-process.
+// overload guard and its memory budget, the graceful library (graceful.ts:
+// the drain, the rebalancer, the deletion-cost reports) attached to them as
+// to any app, and the metrics, listening. main.ts runs it as a process
+// (config, signals, exit); tests start it in-process.
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,20 +11,15 @@ import type { Admission } from './admission.js';
 import { ContainerMemory } from './cgroup.js';
 import type { Config } from './config.js';
 import { ConnectionRegistry, type EchoSocket } from './connections.js';
-import { DeletionCostReporter } from './deletion-cost.js';
-import { DrainController } from './drain.js';
+import type { DrainController } from './drain.js';
+import { attach, type GracefulSettings } from './graceful.js';
 import type { KubernetesApi } from './kube-api.js';
 import type { Logger } from './logger.js';
 import { planMemory, type MemoryPlan } from './memory-budget.js';
 import { Counters, createMetricsServer, createRegistry } from './metrics.js';
 import { OverloadGuard } from './overload.js';
-import { Rebalancer } from './rebalance.js';
+import type { Rebalancer } from './rebalance.js';
 import { createPublicServer } from './server.js';
-
-/** How often the deletion-cost reporter looks at the connection count. */
-const DELETION_COST_CHECK_MS = 1000;
-/** After a failed pod-deletion-cost patch, this long before the next try. */
-const DELETION_COST_BACKOFF_MS = 60_000;
 
 export interface Service {
   readonly config: Config;
@@ -86,30 +82,19 @@ export async function startService(config: Config, logger: Logger, deps: Service
     logger,
   });
   const cluster = deps.cluster;
-  const deletionCost =
-    cluster &&
-    new DeletionCostReporter({
-      patch: (cost) => cluster.patchDeletionCost(cost),
-      connectionCount: () => connections.size,
-      minIntervalMs: config.podDeletionCostIntervalSeconds * 1000,
-      checkIntervalMs: DELETION_COST_CHECK_MS,
-      failureBackoffMs: DELETION_COST_BACKOFF_MS,
-    });
-  const rebalancer = new Rebalancer({ sockets: connections, admission, config: config.rebalance, podName: config.podName, fleet: cluster, logger });
-  const drain = new DrainController({
-    sockets: connections,
+  const { http, wss } = createPublicServer(config, connections, admission, counters, logger);
+  // The library keeps `admission` up to date; the server reads it for /readyz and every upgrade.
+  const graceful = await attach({
+    ...gracefulSettings(config),
+    wss,
     admission,
-    windowSeconds: config.drainWindowSeconds,
-    closeTimeoutSeconds: config.drainCloseTimeoutSeconds,
+    cluster,
+    apiCallCounter: counters,
     logger,
     exit: deps.exit,
-    events: cluster,
-    // From now on the drain alone closes sockets and decides about upgrades.
-    onBegin: () => {
-      deletionCost?.stop();
-      rebalancer.stop();
-    },
+    startBackground: false,
   });
+  const { drainController: drain, rebalancer } = graceful;
   const registry = createRegistry({
     counters,
     connections,
@@ -119,7 +104,6 @@ export async function startService(config: Config, logger: Logger, deps: Service
     overload: overload.status,
     memoryLimitBytes: memory.limit?.bytes ?? 0,
   });
-  const { http } = createPublicServer(config, connections, admission, counters, logger);
   const metricsHttp = createMetricsServer(registry);
 
   const port = await listen(http, config.port, config.host);
@@ -160,13 +144,11 @@ export async function startService(config: Config, logger: Logger, deps: Service
     memory,
     cluster,
     startBackground() {
-      deletionCost?.start();
-      rebalancer.start();
+      graceful.startBackground();
     },
     async close() {
       overload.stop();
-      deletionCost?.stop();
-      rebalancer.stop();
+      graceful.detach();
       connections.stopHeartbeat();
       for (const ws of connections.snapshot()) ws.terminate();
       await Promise.all([closeServer(http), closeServer(metricsHttp)]);
@@ -186,4 +168,26 @@ async function closeServer(server: Server): Promise<void> {
   server.close();
   server.closeAllConnections();
   await closed;
+}
+
+/** The library's settings as this service's configuration has them. */
+function gracefulSettings(config: Config): GracefulSettings {
+  const r = config.rebalance;
+  return {
+    drainWindowSeconds: config.drainWindowSeconds,
+    drainCloseTimeoutSeconds: config.drainCloseTimeoutSeconds,
+    podName: config.podName,
+    podNamespace: config.podNamespace,
+    podUid: config.podUid,
+    kubernetesIntegration: config.kubernetes,
+    kubeconfig: config.kubeconfig,
+    podDeletionCostIntervalSeconds: config.podDeletionCostIntervalSeconds,
+    rebalance: r.enabled,
+    rebalancePodSelector: r.podSelector,
+    rebalanceTargetConnections: r.targetConnections,
+    rebalanceTolerance: r.tolerance,
+    rebalanceRate: r.rate,
+    rebalanceIntervalSeconds: r.intervalSeconds,
+    rebalanceCooldownSeconds: r.cooldownSeconds,
+  };
 }

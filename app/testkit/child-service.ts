@@ -21,6 +21,8 @@ export interface ChildServiceOptions {
   readonly onLog?: (entry: Record<string, unknown>) => void;
   /** A command to run node under, e.g. `['prlimit', '--nofile=256:256']`. */
   readonly prefix?: readonly string[];
+  /** The program to run (default ws-echo's main.js); it must log a JSON 'listening' line with port and metricsPort. */
+  readonly entry?: string;
   /** Copy the child's stderr to ours (default true: a crash shows in the test output). */
   readonly echoStderr?: boolean;
 }
@@ -48,7 +50,12 @@ export class ChildService {
   /** Starts the process and resolves once it listens (not necessarily ready); rejects if it exits first. */
   static async start(options: ChildServiceOptions = {}): Promise<ChildService> {
     const name = options.name ?? options.env?.POD_NAME ?? 'child';
-    const [command, ...args] = [...(options.prefix ?? []), process.execPath, ...(options.naive ? ['--import', NAIVE_SHUTDOWN] : []), serviceMain];
+    const [command, ...args] = [
+      ...(options.prefix ?? []),
+      process.execPath,
+      ...(options.naive ? ['--import', NAIVE_SHUTDOWN] : []),
+      options.entry ?? serviceMain,
+    ];
     const child = spawnOwned(command, args, {
       env: { PATH: process.env.PATH ?? '', PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', POD_NAME: name, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

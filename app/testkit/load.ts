@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { EchoClient, percentile } from '../../app/src/client.js';
 
 export interface LoadOptions {
+  /** Where every client connects; `{id}` is replaced by the client's id (a room of its own in the example app). */
   readonly url: string;
   readonly clients: number;
   /** Messages per second per client. */
@@ -47,7 +48,7 @@ export class Load {
   constructor(readonly options: LoadOptions) {
     this.clients = Array.from(
       { length: options.clients },
-      (_, i) => new EchoClient({ urls: [options.url], id: `c${i}`, paddingBytes: options.paddingBytes ?? 32 }),
+      (_, i) => new EchoClient({ urls: [options.url.replaceAll('{id}', `c${i}`)], id: `c${i}`, paddingBytes: options.paddingBytes ?? 32 }),
     );
   }
 

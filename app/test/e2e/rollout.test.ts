@@ -68,6 +68,22 @@ describe('local cluster behind real nginx', { skip: needs('nginx', 'prometheus')
     }
   });
 
+  it('the example chat app, built on the graceful library, rolls and scales down without dropping a client', async () => {
+    const rollout = await run('rollout', { app: 'example' });
+    const scaleDown = await run('scale-down', { app: 'example' });
+    console.log(`# example rollout: ${figures(rollout)}; scale-down: ${figures(scaleDown)}`);
+    for (const report of [rollout, scaleDown]) {
+      assert.deepEqual(report.failures, []);
+      assert.equal(report.totals.lost, 0);
+      assert.equal(report.totals.abnormalCloses, 0);
+      assert.equal(report.totals.echoed, report.totals.sent);
+      assert.ok(report.totals.sent > 1000);
+    }
+    assert.ok(rollout.replicas.allReplaced, 'every replica was replaced');
+    assert.ok(rollout.totals.closeCodes['1012']! >= 200, 'every client was moved by a 1012 at least once');
+    assert.equal(scaleDown.replicas.final.length, 2);
+  });
+
   it('the naive mode (exit at once on SIGTERM, like the recipe’s Go server) shows the drops', async () => {
     const report = await run('naive');
     console.log(`# naive: ${figures(report)}`);

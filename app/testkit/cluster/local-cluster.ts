@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DELETION_COST_ANNOTATION } from '../../src/kube-api.js';
 import { ChildService } from '../child-service.js';
+import { exampleMain, serviceMain } from '../paths.js';
 import { FakeApiServer } from '../fake-apiserver.js';
 import { NginxProxy, type ProxySettings } from './nginx.js';
 import { Prometheus } from './prometheus.js';
@@ -26,6 +27,10 @@ export interface RebalanceSettings {
   readonly cooldownSeconds: number;
 }
 
+/** The programs a replica can run. */
+export const APPS = ['ws-echo', 'example'] as const;
+export type App = (typeof APPS)[number];
+
 export interface ClusterOptions {
   readonly replicas: number;
   /** Helm release name; pods are named `<release>-ws-echo-<hash>-<id>` as a Deployment names them. */
@@ -40,6 +45,8 @@ export interface ClusterOptions {
   readonly dir: string;
   /** Rebalancing with the fleet view; off when undefined. */
   readonly rebalance?: RebalanceSettings | undefined;
+  /** What each replica runs: ws-echo (default) or the example app built on the graceful library. */
+  readonly app?: App;
   /** Extra service environment for every replica. */
   readonly serviceEnv?: Readonly<Record<string, string>>;
 }
@@ -240,6 +247,7 @@ export class LocalCluster {
     const replica = await ChildService.start({
       name,
       naive: this.options.naive,
+      entry: this.options.app === 'example' ? exampleMain : serviceMain,
       env: {
         POD_NAMESPACE: namespace,
         DRAIN_WINDOW_SECONDS: String(drain.windowSeconds),

@@ -89,7 +89,7 @@ export function summary(report: RunReport, plot: string): string {
       `KEDA \`${p.keda.query}\` → ${p.keda.value} (live ${p.keda.live}, ${p.keda.ok ? 'match' : 'MISMATCH'}; threshold ${p.keda.threshold} → ${p.keda.desiredReplicas} replica(s))`,
   );
   return [
-    `# ws-echo local ${report.mode}: ${report.passed ? 'PASSED' : 'FAILED'}`,
+    `# ${report.settings.app === 'example' ? 'example app (examples/chat on ws-echo/graceful)' : 'ws-echo'} local ${report.mode}: ${report.passed ? 'PASSED' : 'FAILED'}`,
     '',
     `\`${report.command}\` — ${report.startedAt}, ${report.durationSeconds.toFixed(1)} s`,
     '',

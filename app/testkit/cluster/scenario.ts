@@ -3,7 +3,7 @@
 // k8s/ against Prometheus, and build the report.
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
-import { LocalCluster, type DrainTimings, type RebalanceSettings, type Sample } from './local-cluster.js';
+import { LocalCluster, type App, type DrainTimings, type RebalanceSettings, type Sample } from './local-cluster.js';
 import { Load, type LoadTotals } from '../load.js';
 import type { PromqlCheck, RunReport } from './report.js';
 import { chartValues } from '../chart/values.js';
@@ -26,6 +26,8 @@ export interface RunOptions {
   /** Rebalancing with the fleet view (as the chart deploys it); undefined turns it off. */
   readonly rebalance: RebalanceSettings | undefined;
   readonly prometheus: boolean;
+  /** What the replicas run (default ws-echo). */
+  readonly app?: App;
   readonly progress: boolean;
   readonly dir: string;
   readonly command: string;
@@ -50,6 +52,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     prometheus: options.prometheus,
     dir: options.dir,
     rebalance: options.rebalance,
+    app: options.app ?? 'ws-echo',
   });
   const startedAt = new Date();
   const failures: string[] = [];
@@ -63,7 +66,9 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
   const initial = cluster.serving.map((r) => r.name);
   try {
     cluster.startSampling();
-    load = new Load({ url: `${cluster.url}${values.config.wsPath}`, clients: options.clients, rate: options.rate });
+    // The example app relays within a room: a room per client makes it an echo the reference client can check.
+    const path = options.app === 'example' ? '/rooms/{id}' : values.config.wsPath;
+    load = new Load({ url: `${cluster.url}${path}`, clients: options.clients, rate: options.rate });
     await load.open();
     load.startSending();
     const loadStart = Date.now();
@@ -115,6 +120,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     mode: options.mode,
     command: options.command,
     settings: {
+      app: options.app ?? 'ws-echo',
       replicas: options.replicas,
       clients: options.clients,
       ratePerClient: options.rate,
