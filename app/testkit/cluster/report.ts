@@ -75,7 +75,9 @@ export async function writeReport(report: RunReport, dir: string): Promise<{ jso
   const json = join(dir, 'report.json');
   const markdown = join(dir, 'report.md');
   const svg = join(dir, 'connections.svg');
-  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+  // Pairs of numbers (the dashboard's [t, value] points) on one line each: a
+  // run has thousands of them.
+  writeFileSync(json, `${JSON.stringify(report, null, 2).replace(/\[\n\s*(-?[\d.e+-]+),\n\s*(-?[\d.e+-]+)\n\s*\]/g, '[$1, $2]')}\n`);
   writeFileSync(svg, await connectionsPlot(report));
   let dashboard: string | undefined;
   if (report.dashboard) {

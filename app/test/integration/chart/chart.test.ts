@@ -157,6 +157,8 @@ describe('chart scenarios (ci/*-values.yaml)', { skip }, () => {
     assert.match(notes.get('default') ?? '', /kubectl port-forward -n realtime svc\/echo-ws-echo 8000:8000\n\s+npx wscat -c ws:\/\/localhost:8000\/echo/);
     assert.match(notes.get('ingress-tls') ?? '', /npx wscat -c wss:\/\/ws\.example\.com\/echo/);
     assert.match(notes.get('hpa') ?? '', /custom\.metrics\.k8s\.io\/v1beta1\/namespaces\/realtime\/pods\/\*\/websocket_connections_active/);
+    assert.match(notes.get('operations') ?? '', /Grafana dashboard: ConfigMap echo-ws-echo-dashboard in namespace monitoring\nfor the Grafana sidecar \(labels example\.com\/dashboards=realtime,grafana_dashboard=1, folder \/tmp\/dashboards\/Realtime\)/);
+    assert.match(notes.get('monitoring') ?? '', /Each alert links to its section of the runbook: https:\/\/github\.com\/\S+\/blob\/main\/docs\/RUNBOOK\.md\n/);
   });
 
   it('renders the objects each scenario is for, and nothing optional by default', () => {
