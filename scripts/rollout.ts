@@ -1,7 +1,8 @@
 // `npm run rollout`: the local proof that a rollout (or scale-down, or a
 // killed replica) drops no client. Real replicas behind real nginx, real
 // Prometheus, reference clients; writes a JSON report, a Markdown summary and
-// a plot into reports/<mode>/.
+// plots (connections per replica, and with Prometheus the dashboard's panels)
+// into reports/<mode>/.
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,7 +27,7 @@ const HELP = `usage: npm run rollout -- [options]
                          so that rollout reports show the rollout alone; the chart turns it on)
   --rebalance-interval S REBALANCE_INTERVAL_SECONDS (default 5; the chart's is 10)
   --rebalance-rate F     REBALANCE_RATE, the fraction shed per interval (default 0.1; the chart's is 0.05)
-  --no-prometheus        skip Prometheus and the PromQL checks
+  --no-prometheus        skip Prometheus, the PromQL checks and the dashboard plot
   --out DIR              report folder (default reports/<mode>)
   --replot FILE          redraw report.md and connections.svg from a report.json, run nothing
 
@@ -62,7 +63,7 @@ if (values.help) {
 if (values.replot) {
   const report = JSON.parse(readFileSync(values.replot, 'utf8')) as RunReport;
   const files = await writeReport(report, values.out ?? dirname(values.replot));
-  console.log(`redrawn: ${files.markdown}, ${files.svg}`);
+  console.log(`redrawn: ${[files.markdown, files.svg, files.dashboard].filter(Boolean).join(', ')}`);
   process.exit(0);
 }
 
@@ -136,5 +137,5 @@ if (report.imbalance) {
     `imbalance (max / mean) at the end ${report.imbalance.final.toFixed(2)}; under 1.25 ${settled === undefined ? 'never' : `${settled.toFixed(1)} s after the scale-up`}`,
   );
 }
-console.log(`report: ${files.markdown} (${files.json}, ${files.svg})`);
+console.log(`report: ${files.markdown} (${[files.json, files.svg, files.dashboard].filter(Boolean).join(', ')})`);
 process.exit(report.passed || mode === 'naive' ? 0 : 1);

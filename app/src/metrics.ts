@@ -47,9 +47,10 @@ export class Counters {
     this.closes.set(code, (this.closes.get(code) ?? 0) + 1);
   }
 
-  countKubeApi(call: string, result: string): void {
+  /** Counts one call; `calls` 0 declares the series, so that Prometheus sees the first real one as an increase. */
+  countKubeApi(call: string, result: string, calls = 1): void {
     const key = `${call} ${result}`;
-    this.kubeApi.set(key, (this.kubeApi.get(key) ?? 0) + 1);
+    this.kubeApi.set(key, (this.kubeApi.get(key) ?? 0) + calls);
   }
 }
 

@@ -31,14 +31,47 @@ Chart name and version, for the helm.sh/chart label.
 {{- end }}
 
 {{/*
-Labels on every resource.
+Labels on every resource: the chart's, with commonLabels over them (but
+never over the selector labels, which ws-echo.validate keeps out of
+commonLabels).
 */}}
 {{- define "ws-echo.labels" -}}
-helm.sh/chart: {{ include "ws-echo.chart" . }}
-{{ include "ws-echo.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: ws-echo
+{{- include "ws-echo.labelsWith" (dict "context" .) }}
+{{- end }}
+
+{{/*
+ws-echo.labels with an object's own labels (`labels`: a monitor's labels
+that Prometheus selects by, a component) over commonLabels. Call with
+(dict "context" $ "labels" <map>).
+*/}}
+{{- define "ws-echo.labelsWith" -}}
+{{- $c := .context }}
+{{- $chart := dict "helm.sh/chart" (include "ws-echo.chart" $c) "app.kubernetes.io/version" ($c.Values.image.tag | default $c.Chart.AppVersion | toString) "app.kubernetes.io/managed-by" $c.Release.Service "app.kubernetes.io/part-of" "ws-echo" }}
+{{- toYaml (merge (include "ws-echo.selectorLabels" $c | fromYaml) (deepCopy (.labels | default dict)) (deepCopy ($c.Values.commonLabels | default dict)) $chart) }}
+{{- end }}
+
+{{/*
+Labels of the service's pods: the selector labels, podLabels, then
+commonLabels.
+*/}}
+{{- define "ws-echo.podLabels" -}}
+{{- toYaml (merge (include "ws-echo.selectorLabels" . | fromYaml) (deepCopy (.Values.podLabels | default dict)) (deepCopy (.Values.commonLabels | default dict))) }}
+{{- end }}
+
+{{/*
+An object's `annotations:` block: its own annotations (`annotations`) over
+commonAnnotations, values as strings; nothing when there are none. Call with
+(dict "context" $ "annotations" <map>).
+*/}}
+{{- define "ws-echo.annotations" -}}
+{{- $all := dict }}
+{{- range $key, $value := merge (deepCopy (.annotations | default dict)) (deepCopy (.context.Values.commonAnnotations | default dict)) }}
+{{- $_ := set $all $key (toString $value) }}
+{{- end }}
+{{- with $all }}
+{{- "annotations:" }}
+{{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -62,10 +95,67 @@ Name of the service account the pods run as.
 {{- end }}
 
 {{/*
-Image reference; the tag defaults to the chart's appVersion.
+Image reference: [global.imageRegistry/]repository, then @digest when one is
+set (the tag is then ignored: the digest names the image exactly), else
+:tag, which defaults to the chart's appVersion.
 */}}
 {{- define "ws-echo.image" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- $repository := .Values.image.repository }}
+{{- with trimSuffix "/" ((.Values.global | default dict).imageRegistry | default "") }}
+{{- $repository = printf "%s/%s" . $repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+User containers (initContainers, extraContainers) as a YAML list: each one
+without a securityContext gets the chart's, so that the pod still meets the
+restricted Pod Security Standard. Call with (dict "context" $ "containers" <list>).
+*/}}
+{{- define "ws-echo.userContainers" -}}
+{{- $containers := list }}
+{{- range .containers }}
+{{- $container := deepCopy . }}
+{{- if not (hasKey $container "securityContext") }}
+{{- $_ := set $container "securityContext" $.context.Values.securityContext }}
+{{- end }}
+{{- $containers = append $containers $container }}
+{{- end }}
+{{- toYaml $containers }}
+{{- end }}
+
+{{/*
+A Prometheus duration ("1m30s", "500ms") in seconds, for comparing two.
+*/}}
+{{- define "ws-echo.durationSeconds" -}}
+{{- $seconds := 0.0 }}
+{{- $unit := dict "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 "d" 86400.0 "w" 604800.0 "y" 31536000.0 }}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" (toString .) -1 }}
+{{- $number := regexFind "^[0-9]+" . }}
+{{- $seconds = addf $seconds (mulf (float64 $number) (get $unit (trimPrefix $number .))) }}
+{{- end }}
+{{- $seconds }}
+{{- end }}
+
+{{/*
+An alert's runbook_url: metrics.prometheusRule.runbookBaseUrl (else the
+runbook in the chart's source repository) and the anchor GitHub gives the
+alert's heading in docs/RUNBOOK.md, its name in lower case. Call with
+(dict "context" $ "alert" "WsEcho…").
+*/}}
+{{- define "ws-echo.runbookUrl" -}}
+{{- $base := .context.Values.metrics.prometheusRule.runbookBaseUrl }}
+{{- if not $base }}
+{{- if not .context.Chart.Home }}
+{{- fail "metrics.prometheusRule.runbookBaseUrl is empty and Chart.yaml has no home to find docs/RUNBOOK.md in: set runbookBaseUrl to where your runbook is served." }}
+{{- end }}
+{{- $base = printf "%s/blob/main/docs/RUNBOOK.md" (trimSuffix "/" .context.Chart.Home) }}
+{{- end }}
+{{- printf "%s#%s" $base (lower .alert) }}
 {{- end }}
 
 {{/*
@@ -459,8 +549,24 @@ is wrong and what to do, since `helm install` shows nothing else.
 {{- if and .Values.kubernetesIntegration.enabled (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
 {{- fail "kubernetesIntegration.enabled is true and serviceAccount.create is false, but serviceAccount.name is empty: the pods would run as the namespace's default service account with a token that may patch and list pods, and so would every other pod using it. Name the service account to use (serviceAccount.name), let the chart create one (serviceAccount.create=true), or turn the integration off." }}
 {{- end }}
-{{- if has (toString .Values.podDisruptionBudget.maxUnavailable) (list "0" "0%") }}
-{{- fail "podDisruptionBudget.maxUnavailable is 0: no pod could ever be evicted, so every node drain would block forever. Use 1 (one drain at a time) or turn the budget off with podDisruptionBudget.enabled=false." }}
+{{- include "ws-echo.validateDisruptionBudget" . }}
+{{- range $selector := list "app.kubernetes.io/name" "app.kubernetes.io/instance" }}
+{{- if hasKey ($.Values.commonLabels | default dict) $selector }}
+{{- fail (printf "commonLabels sets %s, one of the labels that select the pods: a Deployment's selector cannot change after install, and the Service and the PodDisruptionBudget would stop finding the pods. Remove it from commonLabels (nameOverride changes the name)." $selector) }}
+{{- end }}
+{{- end }}
+{{- range $kind := list "podMonitor" "serviceMonitor" }}
+{{- $m := get $.Values.metrics $kind }}
+{{- if and $m.enabled (gt (include "ws-echo.durationSeconds" $m.scrapeTimeout | float64) (include "ws-echo.durationSeconds" $m.interval | float64)) }}
+{{- fail (printf "metrics.%s.scrapeTimeout (%s) is longer than metrics.%s.interval (%s): Prometheus refuses a scrape timeout above the scrape interval. Shorten the timeout or lengthen the interval." $kind $m.scrapeTimeout $kind $m.interval) }}
+{{- end }}
+{{- end }}
+{{- $names := list "ws-echo" }}
+{{- range concat (.Values.initContainers | default list) (.Values.extraContainers | default list) }}
+{{- if has .name $names }}
+{{- fail (printf "initContainers and extraContainers name a container %q twice (ws-echo is the service's own): every container of a pod needs a name of its own. Rename it." .name) }}
+{{- end }}
+{{- $names = append $names .name }}
 {{- end }}
 {{- if and .Values.ingress.enabled (eq .Values.ingress.affinity "hash") .Values.rebalance.enabled }}
 {{- fail "ingress.affinity=hash and rebalance.enabled=true do not go together: ingress-nginx's hash balancer sends every retry and every reconnect of a client to the same pod, so the clients a pod sheds come straight back and a refused upgrade is never retried elsewhere. Use ingress.affinity=cookie (browsers) or none, or set rebalance.enabled=false." }}
@@ -468,6 +574,59 @@ is wrong and what to do, since `helm install` shows nothing else.
 {{- if and .Values.httpRoute.enabled (not .Values.httpRoute.parentRefs) }}
 {{- fail "httpRoute.enabled is true but httpRoute.parentRefs is empty: name the Gateway to attach to, e.g. --set httpRoute.parentRefs[0].name=my-gateway." }}
 {{- end }}
+{{- end }}
+
+{{/*
+"true" when the PodDisruptionBudget is rendered: enabled, and more than one
+replica or an autoscaler (with one pod it would only block node drains).
+*/}}
+{{- define "ws-echo.disruptionBudget" -}}
+{{- if and .Values.podDisruptionBudget.enabled (or (include "ws-echo.autoscaled" .) (gt (int64 .Values.replicaCount) 1)) }}true{{ end }}
+{{- end }}
+
+{{/*
+podDisruptionBudget: exactly one of maxUnavailable and minAvailable, and one
+that leaves a pod evictable, or every node drain would block forever.
+minAvailable is compared with the fewest pods the Deployment may have:
+replicaCount, or autoscaling.minReplicas with an autoscaler (a percentage
+rounded up, as the disruption controller does).
+*/}}
+{{- define "ws-echo.validateDisruptionBudget" -}}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if include "ws-echo.disruptionBudget" . }}
+{{- $max := include "ws-echo.disruptionField" $pdb.maxUnavailable }}
+{{- $min := include "ws-echo.disruptionField" $pdb.minAvailable }}
+{{- if and $max $min }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable (%s) and podDisruptionBudget.minAvailable (%s) are both set, and a PodDisruptionBudget takes one. To use minAvailable, set podDisruptionBudget.maxUnavailable to \"\"." $max $min) }}
+{{- end }}
+{{- if not (or $max $min) }}
+{{- fail "podDisruptionBudget.maxUnavailable and podDisruptionBudget.minAvailable are both empty: set one (maxUnavailable 1 is one node drain at a time), or turn the budget off with podDisruptionBudget.enabled=false." }}
+{{- end }}
+{{- if has $max (list "0" "0%") }}
+{{- fail "podDisruptionBudget.maxUnavailable is 0: no pod could ever be evicted, so every node drain would block forever. Use 1 (one drain at a time) or turn the budget off with podDisruptionBudget.enabled=false." }}
+{{- end }}
+{{- if $min }}
+{{- $autoscaled := eq (include "ws-echo.autoscaled" .) "true" }}
+{{- $fewest := ternary .Values.autoscaling.minReplicas .Values.replicaCount $autoscaled | int64 }}
+{{- $kept := 0 }}
+{{- if hasSuffix "%" $min }}
+{{- $kept = ceil (divf (mulf (trimSuffix "%" $min | float64) $fewest) 100) | int64 }}
+{{- else }}
+{{- $kept = $min | int64 }}
+{{- end }}
+{{- if ge $kept $fewest }}
+{{- fail (printf "podDisruptionBudget.minAvailable (%s) keeps %d of the %d pods the Deployment may have (%s) available: no pod could ever be evicted, so every node drain would block forever. Lower minAvailable, or use maxUnavailable." $min $kept $fewest (ternary "autoscaling.minReplicas" "replicaCount" $autoscaled)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A PodDisruptionBudget field as text: "" when unset ("" or null), else the
+number or percentage.
+*/}}
+{{- define "ws-echo.disruptionField" -}}
+{{- if ne . nil }}{{ if kindIs "string" . }}{{ . }}{{ else }}{{ int64 . }}{{ end }}{{ end }}
 {{- end }}
 
 {{/*

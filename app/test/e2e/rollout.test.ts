@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { type RunReport } from '../../testkit/cluster/report.js';
+import { queryPanels, readDashboard } from '../../testkit/dashboard.js';
 import { runScenario, type Mode, type RunOptions } from '../../testkit/cluster/scenario.js';
 import { needs, requireTool } from '../../testkit/tools.js';
 
@@ -44,7 +45,7 @@ function figures(report: RunReport): string {
 }
 
 describe('local cluster behind real nginx', { skip: needs('nginx', 'prometheus') }, () => {
-  it('a rolling update replaces every replica and drops no client; the PromQL of k8s/ returns the live counts', async () => {
+  it('a rolling update replaces every replica and drops no client; the PromQL of k8s/ returns the live counts, and every dashboard query returns series during the rollout', async () => {
     const report = await run('rollout', { prometheus: true });
     console.log(`# rollout: ${figures(report)}`);
     assert.deepEqual(report.failures, []);
@@ -66,6 +67,28 @@ describe('local cluster behind real nginx', { skip: needs('nginx', 'prometheus')
         200,
       );
     }
+    // The dashboard: every query of every panel, run by Prometheus over the
+    // run, has a series with a value while the rollout ran; a query without
+    // one is a panel that shows nothing when it matters.
+    const dashboard = report.dashboard!;
+    const expected = queryPanels(readDashboard()).flatMap((p) => (p.targets ?? []).map((t) => `${p.title} ${t.refId}`));
+    assert.deepEqual(
+      dashboard.queries.map((q) => `${q.panel} ${q.refId}`),
+      expected,
+      'every panel query was run',
+    );
+    const { from, to } = report.operation;
+    const empty = dashboard.queries
+      .filter((q) => !q.series.some((s) => s.points.some(([t]) => t >= from && t <= to)))
+      .map((q) => `panel "${q.panel}" query ${q.refId}: ${q.query}`);
+    assert.deepEqual(empty, [], 'dashboard queries that returned no series during the rollout');
+    console.log(
+      `# dashboard: ${dashboard.queries.length} queries of ${new Set(dashboard.queries.map((q) => q.panel)).size} panels, ${dashboard.queries.reduce((n, q) => n + q.series.length, 0)} series`,
+    );
+    // The variables list this cluster's namespace and every pod it ran.
+    assert.deepEqual(dashboard.variables.namespace, ['realtime']);
+    const pods = [...new Set([...report.replicas.initial, ...report.replicas.final])];
+    for (const pod of pods) assert.ok(dashboard.variables.pod?.includes(pod), `the pod variable lists ${pod}`);
   });
 
   it('the example chat app, built on the graceful library, rolls and scales down without dropping a client', async () => {

@@ -205,6 +205,9 @@ describe('kubernetes integration (against the local fake API server)', () => {
     const { logger, lines } = capturingLogger();
     const counters = new Counters();
     const cluster = await connectToCluster(loadConfig(serviceEnv({ KUBECONFIG: down })), logger, counters);
+    // Every call and result is exported from 0, so that a rate sees the first failure.
+    assert.equal(counters.kubeApi.size, 3 * 8);
+    assert.equal(counters.kubeApi.get('event unreachable'), 0);
     await cluster!.podEvent('Test', 'nobody hears this');
     const warning = lines.find((l) => l.level === 'warn');
     assert.equal(warning?.result, 'unreachable');

@@ -5,6 +5,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vega from 'vega';
 import * as vegaLite from 'vega-lite';
+import type { Place } from '../dashboard.js';
+import { legendOf } from '../dashboard.js';
 import type { LoadTotals } from '../load.js';
 import type { ClusterEvent, Sample } from './local-cluster.js';
 
@@ -22,6 +24,31 @@ export interface PromqlCheck {
   };
 }
 
+/** One query of a dashboard panel over the run, as Prometheus answered it. */
+export interface PanelQuery {
+  readonly panel: string;
+  /** Grafana's unit of the panel (bytes, ops, …), for the plot's axis. */
+  readonly unit: string;
+  /** A state panel's states by value (0: serving, …); empty for other panels. */
+  readonly states: string[];
+  readonly refId: string;
+  readonly legendFormat: string;
+  /** The PromQL with the dashboard's variables filled in for this cluster. */
+  readonly query: string;
+  /** Points are [ms since the cluster started, value]. */
+  readonly series: { readonly labels: Record<string, string>; readonly points: [number, number][] }[];
+}
+
+/** The dashboard's queries run over the whole run (chart/dashboards/ws-echo.json). */
+export interface DashboardRun {
+  /** What the template variables were filled with. */
+  readonly place: Place;
+  readonly stepSeconds: number;
+  /** Each query variable's values (Grafana's label_values) as Prometheus listed them. */
+  readonly variables: Record<string, string[]>;
+  readonly queries: PanelQuery[];
+}
+
 export interface RunReport {
   readonly mode: string;
   readonly command: string;
@@ -32,26 +59,37 @@ export interface RunReport {
   readonly replicas: { readonly initial: string[]; readonly final: string[]; readonly allReplaced: boolean; readonly exitCodes: Record<string, number | null> };
   readonly events: ClusterEvent[];
   readonly connectionsPerReplica: Sample[];
+  /** When the operation (rollout, scale-down, …) ran, in ms since the cluster started. */
+  readonly operation: { readonly from: number; readonly to: number };
   readonly promql: PromqlCheck[];
+  /** With Prometheus: every dashboard panel's queries over the run. */
+  readonly dashboard?: DashboardRun;
   /** scale-up: max / mean of the replicas' connections over time, from the scale-up on. */
   readonly imbalance?: { readonly final: number; readonly series: { t: number; ratio: number }[]; readonly secondsToBelow1_25: number | undefined };
   readonly passed: boolean;
   readonly failures: string[];
 }
 
-/** Writes report.json, report.md and connections.svg into `dir`; returns their paths. */
-export async function writeReport(report: RunReport, dir: string): Promise<{ json: string; markdown: string; svg: string }> {
+/** Writes report.json, report.md, connections.svg and, with Prometheus, dashboard.svg into `dir`; returns their paths. */
+export async function writeReport(report: RunReport, dir: string): Promise<{ json: string; markdown: string; svg: string; dashboard?: string }> {
   const json = join(dir, 'report.json');
   const markdown = join(dir, 'report.md');
   const svg = join(dir, 'connections.svg');
-  writeFileSync(json, `${JSON.stringify(report, null, 2)}\n`);
+  // Pairs of numbers (the dashboard's [t, value] points) on one line each: a
+  // run has thousands of them.
+  writeFileSync(json, `${JSON.stringify(report, null, 2).replace(/\[\n\s*(-?[\d.e+-]+),\n\s*(-?[\d.e+-]+)\n\s*\]/g, '[$1, $2]')}\n`);
   writeFileSync(svg, await connectionsPlot(report));
-  writeFileSync(markdown, summary(report, 'connections.svg'));
-  return { json, markdown, svg };
+  let dashboard: string | undefined;
+  if (report.dashboard) {
+    dashboard = join(dir, 'dashboard.svg');
+    writeFileSync(dashboard, await dashboardPlot(report));
+  }
+  writeFileSync(markdown, summary(report, 'connections.svg', dashboard && 'dashboard.svg'));
+  return { json, markdown, svg, ...(dashboard ? { dashboard } : {}) };
 }
 
-/** The Markdown summary; `plot` is the plot's path relative to where the Markdown will live. */
-export function summary(report: RunReport, plot: string): string {
+/** The Markdown summary; `plot` and `dashboardPlot` are the plots' paths relative to where the Markdown will live. */
+export function summary(report: RunReport, plot: string, dashboardPlot?: string): string {
   const t = report.totals;
   const rows: [string, string][] = [
     ['clients', String(t.clients)],
@@ -101,6 +139,14 @@ export function summary(report: RunReport, plot: string): string {
     ...(promql.length > 0 ? ['PromQL evaluated against the real Prometheus scraping the replicas:', '', ...promql, ''] : []),
     `![connections per replica](${plot})`,
     '',
+    ...(dashboardPlot
+      ? [
+          "The dashboard's panels over the same run (chart/dashboards/ws-echo.json, each query run by the real Prometheus):",
+          '',
+          `![dashboard panels](${dashboardPlot})`,
+          '',
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -174,6 +220,80 @@ export async function connectionsPlot(report: RunReport): Promise<string> {
   const spec = (
     imbalance ? { ...head, vconcat: [connections, imbalance], resolve: { scale: { x: 'shared' } } } : { ...head, ...connections }
   ) as vegaLite.TopLevelSpec;
+  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
+  const svg = await view.toSVG();
+  view.finalize();
+  return svg;
+}
+
+/**
+ * The dashboard's panels over the run, one small plot per panel in the
+ * dashboard's order, each query's series as Grafana's legend names them,
+ * with the SIGTERMs, SIGKILLs and added replicas marked as on the
+ * connections plot.
+ */
+export async function dashboardPlot(report: RunReport): Promise<string> {
+  const dashboard = report.dashboard;
+  if (!dashboard) throw new Error('the report has no dashboard queries (run with Prometheus)');
+  const marks = report.events.filter((e) => e.kind === 'sigterm' || e.kind === 'sigkill' || e.kind === 'added').map((e) => ({ t: e.t / 1000, kind: e.kind }));
+  const seconds = { field: 't', type: 'quantitative', title: 'seconds since start' } as const;
+  const panels = [...new Set(dashboard.queries.map((q) => q.panel))].map((title) => {
+    const queries = dashboard.queries.filter((q) => q.panel === title);
+    const first = queries[0]!;
+    const points = queries.flatMap((q) =>
+      q.series.flatMap((s) => {
+        const series = legendOf(q.legendFormat, s.labels, shortName) || q.refId;
+        // Lines are drawn step-after: a point that repeats the one before adds nothing but bytes.
+        const changes = s.points.filter(([, value], i, all) => i === 0 || i === all.length - 1 || value !== all[i - 1]![1]);
+        return changes.map(([t, value]) => ({ t: t / 1000, series, value }));
+      }),
+    );
+    const states = first.states.map((state, value) => `${value} ${state}`).join(', ');
+    return {
+      title: { text: states ? `${title} (${states})` : title, fontSize: 11 },
+      width: 300,
+      height: 110,
+      layer: [
+        {
+          data: { values: marks },
+          mark: { type: 'rule', strokeDash: [4, 3], color: '#bbb' },
+          encoding: { x: seconds },
+        },
+        {
+          data: { values: points },
+          mark: { type: 'line', interpolate: 'step-after', strokeWidth: 1.2 },
+          encoding: {
+            x: seconds,
+            y: {
+              field: 'value',
+              type: 'quantitative',
+              title: states ? 'state' : first.unit,
+              axis: { format: '~s' },
+              // A panel whose values are all 0 gets an axis from 0 to 1, not an empty one.
+              scale: points.some((p) => p.value !== 0) ? { zero: true } : { domain: [0, 1] },
+            },
+            stroke: {
+              field: 'series',
+              type: 'nominal',
+              legend: { title: null, orient: 'bottom', columns: 2, labelLimit: 150, symbolSize: 40, labelFontSize: 9 },
+            },
+          },
+        },
+      ],
+    };
+  });
+  const t = report.totals;
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: `Dashboard panels: ${report.mode}`,
+      subtitle: `${t.clients} clients; queries of chart/dashboards/ws-echo.json with namespace=${dashboard.place.namespace}, pod=~${dashboard.place.pod}, rate interval ${dashboard.place.rateInterval}; dashed: SIGTERM, SIGKILL, replica added`,
+    },
+    config: { background: 'white', axisX: { grid: false } },
+    columns: 3,
+    concat: panels,
+    resolve: { scale: { stroke: 'independent', y: 'independent' } },
+  } as vegaLite.TopLevelSpec;
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
   const svg = await view.toSVG();
   view.finalize();

@@ -5,9 +5,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import { LocalCluster, type App, type DrainTimings, type RebalanceSettings, type Sample } from './local-cluster.js';
 import { Load, type LoadTotals } from '../load.js';
-import type { PromqlCheck, RunReport } from './report.js';
+import type { DashboardRun, PromqlCheck, RunReport } from './report.js';
 import { chartValues } from '../chart/values.js';
+import { queryPanels, readDashboard, substitute, type Place } from '../dashboard.js';
 import { adapterQuery, kedaTrigger, proxySettingsFromChart } from './from-chart.js';
+import { SCRAPE_INTERVAL_SECONDS, type Prometheus } from './prometheus.js';
 
 export const MODES = ['rollout', 'scale-down', 'scale-up', 'kill', 'naive'] as const;
 export type Mode = (typeof MODES)[number];
@@ -57,6 +59,8 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
   const startedAt = new Date();
   const failures: string[] = [];
   const promql: PromqlCheck[] = [];
+  let dashboard: DashboardRun | undefined;
+  const operation = { from: 0, to: 0 };
   let load: Load | undefined;
   let bar: cliProgress.SingleBar | undefined;
   let phase = 'connecting';
@@ -80,15 +84,20 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     await options.onReady?.(`http://127.0.0.1:${cluster.nginx.port}/`);
 
     phase = options.mode;
+    operation.from = Date.now() - cluster.startedAt;
     if (options.mode === 'rollout' || options.mode === 'naive') await cluster.rolloutRestart();
     else if (options.mode === 'scale-down') await cluster.scaleDown(options.scaleTo);
     else if (options.mode === 'scale-up') await cluster.scaleUp(options.scaleTo);
     else await cluster.killOne();
+    operation.to = Date.now() - cluster.startedAt;
 
     phase = 'tail';
     const remaining = options.durationSeconds * 1000 - (Date.now() - loadStart);
     await sleep(Math.max(TAIL_SECONDS * 1000, remaining));
-    if (cluster.prometheus) promql.push(await checkPromql(cluster, `after the ${options.mode}`));
+    if (cluster.prometheus) {
+      promql.push(await checkPromql(cluster, `after the ${options.mode}`));
+      dashboard = await dashboardQueries(cluster.prometheus, trigger.deployment, cluster.startedAt, Date.now());
+    }
     await options.beforeFinish?.();
     loadEnd = Date.now() - cluster.startedAt;
     phase = 'settling';
@@ -136,7 +145,9 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     replicas: { initial, final, allReplaced, exitCodes },
     events: cluster.events,
     connectionsPerReplica: samples,
+    operation,
     promql,
+    ...(dashboard ? { dashboard } : {}),
     ...(imbalance ? { imbalance } : {}),
     passed: failures.length === 0,
     failures,
@@ -164,6 +175,50 @@ export function imbalanceAfter(since: number, samples: readonly Sample[]): NonNu
     else settledAt = undefined;
   }
   return { final, series, secondsToBelow1_25: settledAt === undefined ? undefined : (settledAt - since) / 1000 };
+}
+
+/**
+ * Runs every query of the dashboard's panels over [from, to] (ms since the
+ * epoch) as Grafana would with this cluster selected: namespace and the
+ * chart's "All pods" of the release, the chart's autoscaling target, and
+ * $__rate_interval as Grafana derives it from the scrape interval and the
+ * step. The query variables (label_values) are listed the same way.
+ */
+async function dashboardQueries(prometheus: Prometheus, deployment: string, from: number, to: number): Promise<DashboardRun> {
+  const stepSeconds = SCRAPE_INTERVAL_SECONDS;
+  const place: Place = {
+    namespace: prometheus.namespace,
+    pod: `${deployment}-.*`,
+    hpaTarget: chartValues().autoscaling.targetConnectionsPerPod,
+    rateInterval: `${Math.max(4 * SCRAPE_INTERVAL_SECONDS, stepSeconds + SCRAPE_INTERVAL_SECONDS)}s`,
+  };
+  const file = readDashboard();
+  const variables: Record<string, string[]> = {};
+  for (const variable of file.templating.list) {
+    const call = /^label_values\((.+),\s*(\w+)\)$/.exec(variable.definition ?? '');
+    if (variable.type !== 'query' || !call) continue;
+    variables[variable.name] = await prometheus.labelValues(call[2]!, substitute(call[1]!, place), from, to);
+  }
+  const queries: DashboardRun['queries'] = [];
+  for (const panel of queryPanels(file)) {
+    const states = Object.entries(panel.fieldConfig?.defaults.mappings?.[0]?.options ?? {})
+      .sort(([a], [b]) => Number(a) - Number(b))
+      .map(([, mapping]) => mapping.text);
+    for (const target of panel.targets ?? []) {
+      const query = substitute(target.expr, place);
+      const series = await prometheus.queryRange(query, from, to, stepSeconds);
+      queries.push({
+        panel: panel.title,
+        unit: panel.fieldConfig?.defaults.unit ?? '',
+        states,
+        refId: target.refId,
+        legendFormat: target.legendFormat,
+        query,
+        series: series.map((s) => ({ labels: s.labels, points: s.points.map(([t, value]) => [t - from, value] as [number, number]) })),
+      });
+    }
+  }
+  return { place, stepSeconds, variables, queries };
 }
 
 /**

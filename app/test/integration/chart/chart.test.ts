@@ -84,7 +84,7 @@ const failure = async (set: string[], scenario = 'default'): Promise<string> => 
 
 describe('chart scenarios (ci/*-values.yaml)', { skip }, () => {
   it('has the scenarios the chart documents', () => {
-    for (const s of ['default', 'ingress-tls', 'ingress-hash', 'gateway', 'hpa', 'keda', 'monitoring', 'servicemonitor', 'integration-off', 'exec-prestop', 'custom-config']) {
+    for (const s of ['default', 'ingress-tls', 'ingress-hash', 'gateway', 'hpa', 'keda', 'monitoring', 'servicemonitor', 'integration-off', 'exec-prestop', 'custom-config', 'operations']) {
       assert.ok(scenarios().includes(s), `chart/ci/${s}-values.yaml is missing`);
     }
   });
@@ -157,6 +157,8 @@ describe('chart scenarios (ci/*-values.yaml)', { skip }, () => {
     assert.match(notes.get('default') ?? '', /kubectl port-forward -n realtime svc\/echo-ws-echo 8000:8000\n\s+npx wscat -c ws:\/\/localhost:8000\/echo/);
     assert.match(notes.get('ingress-tls') ?? '', /npx wscat -c wss:\/\/ws\.example\.com\/echo/);
     assert.match(notes.get('hpa') ?? '', /custom\.metrics\.k8s\.io\/v1beta1\/namespaces\/realtime\/pods\/\*\/websocket_connections_active/);
+    assert.match(notes.get('operations') ?? '', /Grafana dashboard: ConfigMap echo-ws-echo-dashboard in namespace monitoring\nfor the Grafana sidecar \(labels example\.com\/dashboards=realtime,grafana_dashboard=1, folder \/tmp\/dashboards\/Realtime\)/);
+    assert.match(notes.get('monitoring') ?? '', /Each alert links to its section of the runbook: https:\/\/github\.com\/\S+\/blob\/main\/docs\/RUNBOOK\.md\n/);
   });
 
   it('renders the objects each scenario is for, and nothing optional by default', () => {
@@ -168,7 +170,27 @@ describe('chart scenarios (ci/*-values.yaml)', { skip }, () => {
     assert.ok(kinds('keda').includes('ScaledObject') && !kinds('keda').includes('HorizontalPodAutoscaler'));
     for (const k of ['PodMonitor', 'PrometheusRule', 'NetworkPolicy']) assert.ok(kinds('monitoring').includes(k), k);
     assert.ok(kinds('servicemonitor').includes('ServiceMonitor'));
-    for (const docs of rendered.values()) for (const d of docs) assert.equal(d.metadata.namespace, NAMESPACE, `${d.kind} namespace`);
+    assert.deepEqual(
+      docsOf('operations')
+        .filter((d) => d.kind === 'ConfigMap')
+        .map((d) => d.metadata.name),
+      [`${FULLNAME}-dashboard`, 'ws-echo-env', `${FULLNAME}-oncall`],
+      'the dashboard and the two extraObjects',
+    );
+    // Every object in the release's namespace, but the monitors and the
+    // dashboard, which go where their `namespace` value says.
+    const placedBy: Record<string, string> = { PodMonitor: 'metrics.podMonitor.namespace', ServiceMonitor: 'metrics.serviceMonitor.namespace', [`${FULLNAME}-dashboard`]: 'dashboard.namespace' };
+    let moved = 0;
+    for (const [name, docs] of rendered) {
+      const s = name.split('@')[0]!;
+      for (const d of docs) {
+        const key = placedBy[d.kind] ?? placedBy[d.metadata.name];
+        const wanted = (key && (at(s, key) as string)) || NAMESPACE;
+        if (wanted !== NAMESPACE) moved++;
+        assert.equal(d.metadata.namespace, wanted, `${name} ${d.kind}/${d.metadata.name} namespace`);
+      }
+    }
+    assert.ok(moved > 0, 'a scenario puts a monitor or the dashboard into another namespace');
   });
 });
 
@@ -212,8 +234,10 @@ describe('drain arithmetic', { skip }, () => {
   it('makes a new pod wait the grace period before it counts as available, so at most maxSurge old pods drain at once', async () => {
     for (const s of scenarios()) {
       const deployment = spec<{ minReadySeconds: number; template: { spec: PodSpec } }>(one(docsOf(s), 'Deployment'));
-      assert.equal(deployment.minReadySeconds, deployment.template.spec.terminationGracePeriodSeconds, s);
+      const value = at(s, 'minReadySeconds');
+      assert.equal(deployment.minReadySeconds, value === 'auto' ? deployment.template.spec.terminationGracePeriodSeconds : value, s);
     }
+    assert.equal(spec<{ minReadySeconds: number }>(one(docsOf('operations'), 'Deployment')).minReadySeconds, 10, 'a number when one is given');
     assert.equal(spec<{ minReadySeconds: number }>(one(await render({ set: ['minReadySeconds=0'] }), 'Deployment')).minReadySeconds, 0);
   });
 
