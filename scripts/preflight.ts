@@ -23,7 +23,7 @@ for (const [name, { script, produces }] of Object.entries(FETCHED) as [Fetched, 
 
 const missing = (Object.keys(SYSTEM_TOOLS) as SystemTool[]).filter((tool) => findTool(tool) === undefined);
 if (missing.length === 0) {
-  process.stdout.write('preflight: nginx, prometheus, chromium and podman are installed\n');
+  process.stdout.write(`preflight: ${Object.keys(SYSTEM_TOOLS).join(', ')} are installed\n`);
 } else {
   process.stderr.write(
     `preflight: some end-to-end tests ${missingMessage(missing)}; ${ci ? 'CI=true skips nothing' : 'they are skipped, each with that reason'}\n`,

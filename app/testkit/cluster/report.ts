@@ -49,6 +49,13 @@ export interface DashboardRun {
   readonly queries: PanelQuery[];
 }
 
+/** One check of a run made of steps (k8s/e2e-kind.sh): what was asserted and what was seen. */
+export interface StepCheck {
+  readonly step: string;
+  readonly verdict: 'passed' | 'FAILED';
+  readonly detail: string;
+}
+
 export interface RunReport {
   readonly mode: string;
   readonly command: string;
@@ -66,6 +73,8 @@ export interface RunReport {
   readonly dashboard?: DashboardRun;
   /** scale-up: max / mean of the replicas' connections over time, from the scale-up on. */
   readonly imbalance?: { readonly final: number; readonly series: { t: number; ratio: number }[]; readonly secondsToBelow1_25: number | undefined };
+  /** kind runs: every check of every step, in order. */
+  readonly steps?: readonly StepCheck[];
   readonly passed: boolean;
   readonly failures: string[];
 }
@@ -126,8 +135,9 @@ export function summary(report: RunReport, plot: string, dashboardPlot?: string)
       `(live ${Object.values(p.adapter.live).join('/')}, ${p.adapter.ok ? 'match' : 'MISMATCH'}); ` +
       `KEDA \`${p.keda.query}\` → ${p.keda.value} (live ${p.keda.live}, ${p.keda.ok ? 'match' : 'MISMATCH'}; threshold ${p.keda.threshold} → ${p.keda.desiredReplicas} replica(s))`,
   );
+  const steps = (report.steps ?? []).map((c) => `| ${c.step} | ${c.verdict} | ${c.detail.replaceAll('|', '\\|')} |`);
   return [
-    `# ${report.settings.app === 'example' ? 'example app (examples/chat on ws-echo/graceful)' : 'ws-echo'} local ${report.mode}: ${report.passed ? 'PASSED' : 'FAILED'}`,
+    `# ${report.settings.app === 'example' ? 'example app (examples/chat on ws-echo/graceful)' : 'ws-echo'} ${report.mode === 'kind' ? 'on kind' : `local ${report.mode}`}: ${report.passed ? 'PASSED' : 'FAILED'}`,
     '',
     `\`${report.command}\` — ${report.startedAt}, ${report.durationSeconds.toFixed(1)} s`,
     '',
@@ -136,6 +146,7 @@ export function summary(report: RunReport, plot: string, dashboardPlot?: string)
     ...rows.map(([k, v]) => `| ${k} | ${v} |`),
     '',
     ...(report.failures.length > 0 ? ['Failures:', '', ...report.failures.map((f) => `- ${f}`), ''] : []),
+    ...(steps.length > 0 ? ['| step | verdict | what was checked, what was seen |', '|---|---|---|', ...steps, ''] : []),
     ...(promql.length > 0 ? ['PromQL evaluated against the real Prometheus scraping the replicas:', '', ...promql, ''] : []),
     `![connections per replica](${plot})`,
     '',

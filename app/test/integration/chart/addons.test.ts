@@ -3,8 +3,10 @@
 // valid, and the metric name and PromQL agree with the chart and the service.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { parseAllDocuments } from 'yaml';
 import { one, render } from '../../../testkit/chart/helm.js';
 import { type Manifest, validateModel } from '../../../testkit/chart/k8s-schemas.js';
 import { readYaml } from '../../../testkit/chart/values.js';
@@ -50,11 +52,36 @@ describe('k8s add-ons', () => {
     assert.equal(config['proxy-next-upstream'], 'error timeout http_503');
   });
 
-  it('describes a kind cluster with an ingress node and workers in several zones', () => {
-    const kind = yamlOf<{ kind: string; apiVersion: string; nodes: { role: string; labels?: Record<string, string> }[] }>('kind-config.yaml');
+  it('describes a kind cluster with an ingress node and workers in several zones, reachable from this machine only', () => {
+    const kind = yamlOf<{
+      kind: string;
+      apiVersion: string;
+      nodes: { role: string; labels?: Record<string, string>; extraPortMappings?: { listenAddress?: string; hostPort: number }[] }[];
+    }>('kind-config.yaml');
     assert.equal(kind.apiVersion, 'kind.x-k8s.io/v1alpha4');
     assert.ok(kind.nodes.some((n) => n.labels?.['ingress-ready'] === 'true'));
     const zones = new Set(kind.nodes.map((n) => n.labels?.['topology.kubernetes.io/zone']).filter(Boolean));
     assert.ok(zones.size >= 2, 'topology spread needs zones');
+    const mappings = kind.nodes.flatMap((n) => n.extraPortMappings ?? []);
+    assert.deepEqual(
+      mappings.map((m) => [m.hostPort, m.listenAddress]),
+      [
+        [8080, '127.0.0.1'],
+        [8443, '127.0.0.1'],
+        [8081, '127.0.0.1'],
+      ],
+    );
+  });
+
+  it('gives the Gateway API path a Gateway and GatewayClass valid for Gateway API, on the NodePort kind maps', async () => {
+    const docs = parseAllDocuments(readFileSync(k8s('envoy-gateway.yaml'), 'utf8')).map((d) => d.toJS() as Manifest);
+    assert.deepEqual(
+      docs.map((d) => d.kind),
+      ['EnvoyProxy', 'GatewayClass', 'Gateway'],
+    );
+    for (const doc of docs.filter((d) => d.apiVersion.startsWith('gateway.networking.k8s.io/'))) assert.deepEqual(await validateModel(doc), [], doc.kind);
+    const proxy = docs[0] as Manifest & { spec: { provider: { kubernetes: { envoyService: { type: string; patch: { value: { spec: { ports: { nodePort: number }[] } } } } } } } };
+    assert.equal(proxy.spec.provider.kubernetes.envoyService.type, 'NodePort');
+    assert.equal(proxy.spec.provider.kubernetes.envoyService.patch.value.spec.ports[0]?.nodePort, 30080, 'the containerPort kind-config.yaml maps to 8081');
   });
 });
