@@ -7,12 +7,16 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeReport, type RunReport } from '../app/testkit/cluster/report.js';
+import { PROXY_MODES, type ProxyMode } from '../app/testkit/cluster/from-chart.js';
 import { APPS, type App } from '../app/testkit/cluster/local-cluster.js';
 import { MODES, runScenario, type Mode } from '../app/testkit/cluster/scenario.js';
 
 const HELP = `usage: npm run rollout -- [options]
 
   --mode MODE            rollout (default) | scale-down | scale-up | kill | naive
+  --proxy MODE           retry (default: ingress-nginx as the chart configures it, or a Gateway
+                         with HTTPRoute retry) | no-retry (a Gateway that passes a refused upgrade's
+                         503 to the client)
   --app APP              ws-echo (default) | example: what the replicas run; example is the chat
                          app of examples/chat built on the graceful library (ws-echo/graceful)
   --replicas N           replicas before the operation (default 3)
@@ -38,6 +42,7 @@ const { values } = parseArgs({
   options: {
     mode: { type: 'string', default: 'rollout' },
     app: { type: 'string', default: 'ws-echo' },
+    proxy: { type: 'string', default: 'retry' },
     replicas: { type: 'string', default: '3' },
     clients: { type: 'string', default: '600' },
     rate: { type: 'string', default: '1' },
@@ -86,6 +91,11 @@ if (!APPS.includes(app) || (app === 'example' && mode === 'naive')) {
   console.error(`rollout: --app must be one of ${APPS.join(', ')} (naive runs ws-echo only), got ${JSON.stringify(values.app)}`);
   process.exit(2);
 }
+const proxy = values.proxy as ProxyMode;
+if (!PROXY_MODES.includes(proxy)) {
+  console.error(`rollout: --proxy must be one of ${PROXY_MODES.join(', ')}, got ${JSON.stringify(values.proxy)}`);
+  process.exit(2);
+}
 const replicas = number('replicas', values.replicas, 1);
 const rebalancing = (values.rebalance ?? (mode === 'scale-up' ? 'on' : 'off')) === 'on';
 if (values.rebalance !== undefined && !['on', 'off'].includes(values.rebalance)) {
@@ -93,7 +103,7 @@ if (values.rebalance !== undefined && !['on', 'off'].includes(values.rebalance))
   process.exit(2);
 }
 const folder = mode === 'scale-up' && !rebalancing ? `${mode}-no-rebalance` : mode;
-const out = values.out ?? join('reports', app === 'example' ? `example-${folder}` : folder);
+const out = values.out ?? join('reports', `${app === 'example' ? 'example-' : ''}${folder}${proxy === 'no-retry' ? '-no-retry' : ''}`);
 rmSync(join(out, 'work'), { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 
@@ -119,6 +129,7 @@ const report = await runScenario({
       },
   prometheus: !values['no-prometheus'],
   app,
+  proxy,
   progress: process.stdout.isTTY === true,
   dir: join(out, 'work'),
   command: `npm run rollout -- ${process.argv.slice(2).join(' ')}`.trim(),

@@ -644,3 +644,28 @@ route clients to it.
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: helm-test
 {{- end }}
+
+{{/*
+Gateway API SessionPersistence from httpRoute.sessionPersistence, the same
+wherever it is attached, in the shape of the installed CRDs: Gateway API
+v1.7 made it a union (`cookie.name` or `header.name`) where earlier releases
+had `sessionName`.
+*/}}
+{{- define "ws-echo.sessionPersistence" -}}
+{{- $sp := .sessionPersistence -}}
+type: {{ $sp.type }}
+{{- if semverCompare ">=1.7.0-0" .crdsVersion }}
+{{- if eq $sp.type "Cookie" }}
+cookie:
+  name: {{ $sp.sessionName | quote }}
+{{- else }}
+header:
+  name: {{ $sp.sessionName | quote }}
+{{- end }}
+{{- else }}
+sessionName: {{ $sp.sessionName | quote }}
+{{- end }}
+{{- with $sp.absoluteTimeout }}
+absoluteTimeout: {{ . | quote }}
+{{- end }}
+{{- end }}

@@ -107,6 +107,28 @@ describe('local cluster behind real nginx', { skip: needs('nginx', 'prometheus')
     assert.equal(scaleDown.replicas.final.length, 2);
   });
 
+  it('behind a proxy that does not retry a refused upgrade (a Gateway without HTTPRoute retry), rollout, scale-down and scale-up lose nothing', async () => {
+    const rollout = await run('rollout', { proxy: 'no-retry' });
+    const scaleDown = await run('scale-down', { proxy: 'no-retry' });
+    const scaleUp = await run('scale-up', {
+      proxy: 'no-retry',
+      replicas: 2,
+      scaleTo: 4,
+      durationSeconds: 16,
+      rebalance: { intervalSeconds: 1, rate: 0.2, tolerance: 0.1, cooldownSeconds: 3 },
+    });
+    console.log(`# no-retry rollout: ${figures(rollout)}; scale-down: ${figures(scaleDown)}; scale-up: ${figures(scaleUp)}`);
+    for (const report of [rollout, scaleDown, scaleUp]) {
+      assert.deepEqual(report.failures, []);
+      assert.equal(report.totals.lost, 0);
+      assert.equal(report.totals.abnormalCloses, 0);
+      assert.equal(report.totals.echoed, report.totals.sent);
+    }
+    // The shedding pods' 503s reached the clients: nothing retried them, the clients' backoff did.
+    assert.ok(scaleUp.totals.failedUpgrades > 0, 'refusals reached the clients');
+    assert.ok(scaleUp.totals.closeCodes['1013']! > 0, 'clients were moved with 1013');
+  });
+
   it('the naive mode (exit at once on SIGTERM, like the recipe’s Go server) shows the drops', async () => {
     const report = await run('naive');
     console.log(`# naive: ${figures(report)}`);

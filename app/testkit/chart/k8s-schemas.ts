@@ -135,7 +135,7 @@ function modelModule(apiVersion: string, kind: string): string {
   const path = group === '' ? `${version}/${kind}` : `${group}/${version}/${kind}`;
   if (group === 'monitoring.coreos.com') return `@kubernetes-models/prometheus-operator/${path}`;
   if (group === 'keda.sh') return `@kubernetes-models/keda/${path}`;
-  if (group === 'gateway.networking.k8s.io') return `@kubernetes-models/gateway-api/${path}`;
+  if (group === 'gateway.networking.k8s.io' || group === 'gateway.networking.x-k8s.io') return `@kubernetes-models/gateway-api/${path}`;
   return `kubernetes-models/${path}`;
 }
 

@@ -12,16 +12,28 @@ export const ADAPTER_VALUES = join(k8sDir, 'prometheus-adapter-values.yaml');
 export const KEDA_SCALED_OBJECT = join(k8sDir, 'keda-scaledobject.yaml');
 
 /** nginx settings from chart/values.yaml `ingress.*` and the controller's worker-shutdown-timeout. */
-export function proxySettingsFromChart(): ProxySettings {
+/**
+ * What stands in front of the replicas. `retry`: ingress-nginx as the chart's
+ * Ingress configures it (and a Gateway whose HTTPRoute has `retry` on 503).
+ * `no-retry`: a Gateway data plane that does not retry a refused upgrade
+ * (the chart's HTTPRoute without `retry`, as on implementations without
+ * HTTPRouteRetry) and keeps no session persistence: a refusal reaches the
+ * client, which reconnects with backoff.
+ */
+export const PROXY_MODES = ['retry', 'no-retry'] as const;
+export type ProxyMode = (typeof PROXY_MODES)[number];
+
+export function proxySettingsFromChart(mode: ProxyMode = 'retry'): ProxySettings {
   const { ingress } = chartValues();
   const controller = readYaml<{ controller: { config: Record<string, string> } }>(CONTROLLER_VALUES);
   const shutdown = /^(\d+)s$/.exec(controller.controller.config['worker-shutdown-timeout'] ?? '');
   if (!shutdown) throw new Error(`${CONTROLLER_VALUES}: controller.config.worker-shutdown-timeout must look like "3600s"`);
+  const retry = mode === 'retry';
   return {
     proxyTimeoutSeconds: ingress.proxyTimeoutSeconds,
-    nextUpstream: ingress.nextUpstream,
+    nextUpstream: retry ? ingress.nextUpstream : 'off',
     nextUpstreamTries: ingress.nextUpstreamTries,
-    affinity: ingress.affinity,
+    affinity: retry ? ingress.affinity : 'none',
     cookieName: ingress.sessionCookie.name,
     cookieMaxAgeSeconds: ingress.sessionCookie.maxAgeSeconds,
     hashBy: ingress.hashBy,

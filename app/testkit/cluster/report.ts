@@ -137,7 +137,7 @@ export function summary(report: RunReport, plot: string, dashboardPlot?: string)
   );
   const steps = (report.steps ?? []).map((c) => `| ${c.step} | ${c.verdict} | ${c.detail.replaceAll('|', '\\|')} |`);
   return [
-    `# ${report.settings.app === 'example' ? 'example app (examples/chat on ws-echo/graceful)' : 'ws-echo'} ${report.mode === 'kind' ? 'on kind' : `local ${report.mode}`}: ${report.passed ? 'PASSED' : 'FAILED'}`,
+    `# ${report.settings.app === 'example' ? 'example app (examples/chat on ws-echo/graceful)' : 'ws-echo'} ${report.mode === 'kind' ? 'on kind' : `local ${report.mode}`}${report.settings.proxyMode === 'no-retry' ? ' through a proxy that does not retry' : ''}: ${report.passed ? 'PASSED' : 'FAILED'}`,
     '',
     `\`${report.command}\` — ${report.startedAt}, ${report.durationSeconds.toFixed(1)} s`,
     '',

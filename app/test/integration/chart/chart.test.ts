@@ -84,7 +84,7 @@ const failure = async (set: string[], scenario = 'default'): Promise<string> => 
 
 describe('chart scenarios (ci/*-values.yaml)', { skip }, () => {
   it('has the scenarios the chart documents', () => {
-    for (const s of ['default', 'ingress-tls', 'ingress-hash', 'gateway', 'hpa', 'keda', 'monitoring', 'servicemonitor', 'integration-off', 'exec-prestop', 'custom-config', 'operations']) {
+    for (const s of ['default', 'ingress-tls', 'ingress-hash', 'gateway', 'hpa', 'keda', 'monitoring', 'servicemonitor', 'integration-off', 'exec-prestop', 'custom-config', 'operations', 'gateway-experimental', 'another-app']) {
       assert.ok(scenarios().includes(s), `chart/ci/${s}-values.yaml is missing`);
     }
   });
@@ -516,14 +516,87 @@ describe('Ingress', { skip }, () => {
 
 });
 
+/**
+ * The fields of an HTTPRoute rule in each channel and release, for the checks
+ * @kubernetes-models/gateway-api (Gateway API v1.5.1, experimental channel:
+ * the newest on the npm registry) cannot make. v1.5.1 Standard: its CRD
+ * (config/crd/standard, tag v1.5.1). v1.7.0 Standard adds `retry` (GEP-1731,
+ * release notes #5357), with the experimental shape of v1.6 and `attempts`
+ * from 0 (#5387); v1.7.0 experimental makes SessionPersistence a union of
+ * `cookie` and `header` (#4873), read from the upstream CRD source.
+ */
+const RULE_FIELDS = {
+  'v1.5.1 standard': ['name', 'matches', 'filters', 'backendRefs', 'timeouts'],
+  'v1.7.0 standard': ['name', 'matches', 'filters', 'backendRefs', 'timeouts', 'retry'],
+} as const;
+const DURATION = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/;
+
+type Rule = Record<string, unknown> & { retry?: { codes: number[]; attempts: number; backoff?: string }; sessionPersistence?: Record<string, unknown> };
+const ruleOf = (docs: Manifest[]): Rule => spec<{ rules: Rule[] }>(one(docs, 'HTTPRoute')).rules[0]!;
+
 describe('Gateway API HTTPRoute', { skip }, () => {
-  it('disables the request timeout and renders session persistence only when enabled', async () => {
-    const rule = spec<{ rules: Record<string, unknown>[] }>(one(docsOf('gateway'), 'HTTPRoute')).rules[0] as Record<string, unknown>;
-    assert.deepEqual(rule.timeouts, { request: '0s', backendRequest: '0s' });
-    assert.deepEqual(rule.sessionPersistence, { sessionName: 'WSECHO_SESSION', type: 'Cookie', absoluteTimeout: '1h' });
+  it('by default renders only Standard-channel fields of v1.5.1 (CRDs that predate the retry take it), with the request timeout off', async () => {
+    const rule = ruleOf(await render({ set: ['httpRoute.enabled=true', 'httpRoute.parentRefs[0].name=public'] }));
+    for (const key of Object.keys(rule)) assert.ok((RULE_FIELDS['v1.5.1 standard'] as readonly string[]).includes(key), `${key} is not in the v1.5.1 Standard channel`);
+    assert.deepEqual(rule.timeouts, { request: '0s' });
     assert.deepEqual(rule.backendRefs, [{ name: FULLNAME, port: 8000 }]);
-    const without = await render({ scenario: 'gateway', set: ['httpRoute.sessionPersistence.enabled=false'] });
-    assert.equal((spec<{ rules: Record<string, unknown>[] }>(one(without, 'HTTPRoute')).rules[0] as Record<string, unknown>).sessionPersistence, undefined);
+  });
+
+  it('on v1.7 CRDs retries the refused upgrade (503) in the v1.7 Standard shape, with sectionName, extra match, filter and labels', () => {
+    const docs = docsOf('gateway');
+    const rule = ruleOf(docs);
+    for (const key of Object.keys(rule)) assert.ok((RULE_FIELDS['v1.7.0 standard'] as readonly string[]).includes(key), `${key} is not in the v1.7.0 Standard channel`);
+    assert.deepEqual(rule.retry, { codes: [503], attempts: 2, backoff: '100ms' });
+    for (const code of rule.retry.codes) assert.ok(Number.isInteger(code) && code >= 400 && code <= 599);
+    assert.ok(Number.isInteger(rule.retry.attempts) && rule.retry.attempts >= 0);
+    assert.match(rule.retry.backoff, DURATION);
+    assert.deepEqual(rule.matches, [
+      { path: { type: 'Exact', value: '/echo' } },
+      { path: { type: 'Exact', value: '/ws' } },
+    ]);
+    assert.equal((rule.filters as { type: string }[])[0]!.type, 'RequestHeaderModifier');
+    const route = one(docs, 'HTTPRoute');
+    assert.equal(route.metadata.labels?.['gateway-access'], 'public');
+    assert.deepEqual(spec<{ parentRefs: unknown[] }>(route).parentRefs, [{ name: 'public', namespace: 'gateway-system', sectionName: 'https' }]);
+  });
+
+  it('puts session persistence where asked, in the shape of the installed release, and only on experimental CRDs', async () => {
+    // v1.5.1 experimental: an XBackendTrafficPolicy on the Service (validated with the rest against the models), nothing on the route.
+    const viaPolicy = docsOf('gateway-experimental');
+    assert.equal(ruleOf(viaPolicy).sessionPersistence, undefined);
+    const policy = one(viaPolicy, 'XBackendTrafficPolicy');
+    assert.deepEqual(spec(policy), {
+      targetRefs: [{ group: '', kind: 'Service', name: FULLNAME }],
+      sessionPersistence: { type: 'Cookie', sessionName: 'WSECHO_SESSION', absoluteTimeout: '1h' },
+    });
+    assert.deepEqual(await validateModel(policy), []);
+    // v1.7 experimental, on the route: the union shape (#4873): cookie.name for Cookie, header.name for Header.
+    const onRoute = (type: string) =>
+      render({ scenario: 'gateway', set: ['httpRoute.experimentalChannel=true', 'httpRoute.sessionPersistence.enabled=true', `httpRoute.sessionPersistence.type=${type}`] });
+    const cookie = ruleOf(await onRoute('Cookie')).sessionPersistence!;
+    assert.deepEqual(cookie, { type: 'Cookie', cookie: { name: 'WSECHO_SESSION' }, absoluteTimeout: '1h' });
+    const header = ruleOf(await onRoute('Header')).sessionPersistence!;
+    assert.deepEqual(header, { type: 'Header', header: { name: 'WSECHO_SESSION' }, absoluteTimeout: '1h' });
+    for (const sp of [cookie, header] as Record<string, unknown>[]) {
+      assert.match(((sp.cookie ?? sp.header) as { name: string }).name, HEADER_NAME);
+      assert.match(sp.absoluteTimeout as string, DURATION);
+    }
+  });
+
+  it('refuses fields the installed CRDs do not have, by name, before the API server does', async () => {
+    const base = ['httpRoute.enabled=true', 'httpRoute.parentRefs[0].name=public'];
+    assert.match(await failure([...base, 'httpRoute.retry.enabled=true']), /httpRoute\.retry\.enabled needs Gateway API CRDs that carry `retry`.*httpRoute\.crdsVersion says v1\.5\.1/);
+    assert.match(await failure([...base, 'httpRoute.sessionPersistence.enabled=true']), /httpRoute\.sessionPersistence\.enabled needs the Gateway API experimental channel CRDs/);
+    assert.match(await failure([...base, 'httpRoute.crdsVersion=latest']), /crdsVersion/);
+  });
+
+  it('marks the Service port as WebSocket for Gateway API (GEP-1911), or as the user says', async () => {
+    const port = (docs: Manifest[]) => spec<{ ports: { appProtocol?: string }[] }>(docs.find((d) => d.kind === 'Service' && d.metadata.name === FULLNAME)!).ports[0]!;
+    assert.equal(port(docsOf('default')).appProtocol, 'kubernetes.io/ws');
+    assert.equal(port(await render({ set: ['service.appProtocol=http'] })).appProtocol, 'http');
+    assert.equal('appProtocol' in port(await render({ set: ['service.appProtocol='] })), false);
+    assert.match(await failure(['service.appProtocol=web socket']), /appProtocol/);
   });
 });
 
