@@ -135,3 +135,13 @@ export function one(docs: readonly Manifest[], kind: string): Manifest {
   if (found.length !== 1) throw new Error(`expected one ${kind}, found ${found.length}: ${docs.map((d) => d.kind).join(', ')}`);
   return found[0] as Manifest;
 }
+
+/** helm's message for values the chart must refuse; throws if the render succeeds. */
+export async function renderFailure(set: readonly string[], scenario = 'default'): Promise<string> {
+  try {
+    await render({ scenario, set: [...set] });
+  } catch (err) {
+    return (err as Error).message;
+  }
+  throw new Error(`helm template --set ${set.join(',')} should fail`);
+}

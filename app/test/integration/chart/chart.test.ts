@@ -16,7 +16,7 @@ import { Ajv } from 'ajv';
 import { before, describe, it } from 'node:test';
 import { loadConfig } from '../../../src/config.js';
 import { SETTINGS, type Parser, type Setting, type SettingName } from '../../../src/settings.js';
-import { helm, HELM_MAJORS, kubeVersionOf, NAMESPACE, one, pool, RELEASE, render, renderScenarios, scenarios } from '../../../testkit/chart/helm.js';
+import { renderFailure as failure, helm, HELM_MAJORS, kubeVersionOf, NAMESPACE, one, pool, RELEASE, render, renderScenarios, scenarios } from '../../../testkit/chart/helm.js';
 import { isBuiltIn, KUBERNETES_VERSIONS, type KubernetesVersion, type Manifest, validateExact, validateModel } from '../../../testkit/chart/k8s-schemas.js';
 import { chartValues, scenarioValues, valueAt, type Values } from '../../../testkit/chart/values.js';
 import { exportedMetrics } from '../../../testkit/metrics-text.js';
@@ -72,15 +72,6 @@ before(async () => {
   });
 });
 
-/** helm's message for values the chart must refuse. */
-const failure = async (set: string[], scenario = 'default'): Promise<string> => {
-  const err = await render({ scenario, set }).then(
-    () => undefined,
-    (e: unknown) => e as Error,
-  );
-  assert.ok(err, `helm template --set ${set.join(',')} should fail`);
-  return err.message;
-};
 
 describe('chart scenarios (ci/*-values.yaml)', { skip }, () => {
   it('has the scenarios the chart documents', () => {

@@ -8,7 +8,7 @@
 // security.test.ts checks their pods against the restricted standard.
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { NAMESPACE, one, RELEASE, render } from '../../../testkit/chart/helm.js';
+import { NAMESPACE, one, RELEASE, render, renderFailure as failure } from '../../../testkit/chart/helm.js';
 import type { Manifest } from '../../../testkit/chart/k8s-schemas.js';
 import { chartValues, scenarioValues, valueAt } from '../../../testkit/chart/values.js';
 import { needsFetched } from '../../../testkit/tools.js';
@@ -42,15 +42,6 @@ const testPod = (docs: Manifest[]): PodSpec => one(docs, 'Pod').spec as PodSpec;
 const spec = <T>(doc: Manifest): T => doc.spec as T;
 const at = (path: string): unknown => valueAt(scenarioValues('operations'), path);
 
-/** helm's message for values the chart must refuse. */
-async function failure(set: string[], scenario = 'default'): Promise<string> {
-  const err = await render({ scenario, set }).then(
-    () => undefined,
-    (e: unknown) => e as Error,
-  );
-  assert.ok(err, `helm template --set ${set.join(',')} should fail`);
-  return err.message;
-}
 
 describe('the values platform teams set on every chart', { skip }, () => {
   let operations: Manifest[] = [];
