@@ -9,9 +9,13 @@ import { parseArgs } from 'node:util';
 import { writeReport, type RunReport } from '../app/testkit/cluster/report.js';
 import { APPS, type App } from '../app/testkit/cluster/local-cluster.js';
 import { MODES, runScenario, type Mode } from '../app/testkit/cluster/scenario.js';
+import { PRESETS, presetArgs } from '../app/testkit/cluster/presets.js';
 
 const HELP = `usage: npm run rollout -- [options]
 
+  --preset NAME          design-load: the chart's design load, 3 replicas × 5,000 clients at one
+                         message every 10 s, the chart's drain window and preStop, every replica
+                         rolled; report in reports/design-load (other options still override)
   --mode MODE            rollout (default) | scale-down | scale-up | kill | naive
   --app APP              ws-echo (default) | example: what the replicas run; example is the chat
                          app of examples/chat built on the graceful library (ws-echo/graceful)
@@ -34,8 +38,18 @@ const HELP = `usage: npm run rollout -- [options]
 naive: replicas exit at once on SIGTERM with no preStop, like the recipe's Go
 server behind nginx; the report shows what the drain prevents.`;
 
+const PRESET = /^--preset(?:=(.*))?$/;
+const presetAt = process.argv.findIndex((arg) => PRESET.test(arg));
+const presetName = presetAt === -1 ? undefined : (PRESET.exec(process.argv[presetAt]!)![1] ?? process.argv[presetAt + 1]);
+if (presetAt !== -1 && !PRESETS.includes(presetName as (typeof PRESETS)[number])) {
+  console.error(`rollout: --preset must be one of ${PRESETS.join(', ')}, got ${JSON.stringify(presetName)}`);
+  process.exit(2);
+}
 const { values } = parseArgs({
+  // A preset's options come first, so any option given on the command line overrides them.
+  args: [...(presetName ? presetArgs(presetName as (typeof PRESETS)[number]) : []), ...process.argv.slice(2)],
   options: {
+    preset: { type: 'string' },
     mode: { type: 'string', default: 'rollout' },
     app: { type: 'string', default: 'ws-echo' },
     replicas: { type: 'string', default: '3' },
@@ -120,6 +134,7 @@ const report = await runScenario({
   prometheus: !values['no-prometheus'],
   app,
   progress: process.stdout.isTTY === true,
+  progressLineSeconds: 5,
   dir: join(out, 'work'),
   command: `npm run rollout -- ${process.argv.slice(2).join(' ')}`.trim(),
 });
