@@ -137,6 +137,10 @@ const report = await runScenario({
   progressLineSeconds: 5,
   dir: join(out, 'work'),
   command: `npm run rollout -- ${process.argv.slice(2).join(' ')}`.trim(),
+}).catch((err: unknown) => {
+  // A run that cannot finish (e.g. the proxy is the bottleneck) says why in one line, not a stack.
+  console.error(`${mode}: FAILED — ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
 });
 const files = await writeReport(report, out);
 rmSync(join(out, 'work'), { recursive: true, force: true });

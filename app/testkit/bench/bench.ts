@@ -203,15 +203,15 @@ function ask(client: ChildProcess, command: Command, until: Reply['kind'], onRep
 }
 
 /**
- * Where ws, started with `env`, finds bufferutil (it requires it from its own
- * folder unless WS_NO_BUFFER_UTIL is set), or null when it would run its
- * JavaScript fallback. Loading it also proves a prebuilt binary fits.
+ * Where the bufferutil that ws loads when started with `env` lives, or null
+ * when ws masks in JavaScript (not installed, no prebuilt binary fits, or
+ * WS_NO_BUFFER_UTIL set). Asks ws itself: its masking function calls
+ * bufferutil only when its require of it succeeded.
  */
 export function bufferutilLoadedBy(env: Record<string, string> = {}): string | null {
-  if (env.WS_NO_BUFFER_UTIL) return null;
-  const probe = `const { createRequire } = require('node:module');
-const fromWs = createRequire(require.resolve('ws'));
-try { const path = fromWs.resolve('bufferutil'); fromWs('bufferutil'); console.log(path); } catch { console.log(''); }`;
+  const probe = `const fromWs = require('node:module').createRequire(require.resolve('ws'));
+const native = fromWs('./lib/buffer-util.js').mask.toString().includes('bufferUtil.mask');
+console.log(native ? fromWs.resolve('bufferutil') : '');`;
   const out = execFileSync(process.execPath, ['-e', probe], {
     cwd: repoRoot,
     env: { PATH: process.env.PATH ?? '', ...(process.env.NODE_PATH ? { NODE_PATH: process.env.NODE_PATH } : {}), ...env },

@@ -52,25 +52,34 @@ const INGRESS_NGINX_WORKER_CONNECTIONS = 16_384;
 /** A proxied WebSocket holds two connections in nginx: the client's and the upstream one. */
 const CONNECTIONS_PER_CLIENT = 2;
 /**
- * Room over the steady count: the kernel does not spread accepts evenly over
- * the workers, and while a replica drains its clients reconnect through new
- * tunnels before every old one has closed.
+ * Room over the steady count: the workers' shares are even only on average
+ * (reuseport hashes each client's address and port), and while a replica
+ * drains its clients reconnect through new tunnels before every old one has
+ * closed.
  */
-const HEADROOM = 2;
+const HEADROOM = 1.25;
 /** Descriptors a worker needs beyond its connections: listeners, logs, the reload handshake. */
 const SPARE_DESCRIPTORS = 1024;
 
+/** The hard RLIMIT_NOFILE this process (and so nginx, its child) runs under; nginx cannot raise its workers' above it. */
+export function descriptorHardLimit(limits = readFileSync('/proc/self/limits', 'utf8')): number {
+  const hard = /^Max open files\s+\S+\s+(\S+)/m.exec(limits)?.[1];
+  return hard === undefined || hard === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(hard);
+}
+
 /**
  * Sizes the proxy like a production ingress for `clients` expected clients:
- * one worker per core (ingress-nginx's worker-processes "auto"), and enough
- * connections per worker, with the descriptors to back them, that the proxy
- * is never the first thing to give way.
+ * one worker per core (ingress-nginx's worker-processes "auto"), more if a
+ * worker's share of the connections would not fit the descriptor limit, and
+ * enough connections per worker, with descriptors to back them, that the
+ * proxy is not the first thing to give way.
  */
-export function proxyCapacity(clients: number, cores = availableParallelism()): ProxyCapacity {
-  const workerProcesses = Math.max(1, cores);
-  const needed = Math.ceil((CONNECTIONS_PER_CLIENT * clients * HEADROOM) / workerProcesses);
-  const workerConnections = Math.max(INGRESS_NGINX_WORKER_CONNECTIONS, needed);
-  return { workerProcesses, workerConnections, workerRlimitNofile: workerConnections + SPARE_DESCRIPTORS };
+export function proxyCapacity(clients: number, cores = availableParallelism(), hardLimit = descriptorHardLimit()): ProxyCapacity {
+  const connections = Math.ceil(CONNECTIONS_PER_CLIENT * clients * HEADROOM);
+  const perWorkerMax = hardLimit - SPARE_DESCRIPTORS;
+  const workerProcesses = Math.max(1, cores, Math.ceil(connections / perWorkerMax));
+  const workerConnections = Math.max(Math.min(INGRESS_NGINX_WORKER_CONNECTIONS, perWorkerMax), Math.ceil(connections / workerProcesses));
+  return { workerProcesses, workerConnections, workerRlimitNofile: Math.min(hardLimit, workerConnections + SPARE_DESCRIPTORS) };
 }
 
 /**
@@ -135,7 +144,8 @@ http {
 ${servers.join('\n')}
   }
   server {
-    listen 127.0.0.1:${listenPort};
+    # reuseport: one listening socket per worker, so the kernel spreads clients evenly over the workers.
+    listen 127.0.0.1:${listenPort} reuseport;
     location = /__generation { return 200 "${generation}"; }
     location / {
       proxy_pass http://ws_echo;
