@@ -13,7 +13,8 @@ const { values } = parseArgs({
 });
 const base = values.quick ? QUICK : FULL;
 const options = { ...base, ...(values.runs ? { runs: Number(values.runs) } : {}) };
-const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+// NODE_PATH reaches the servers under test (an add-on installed outside node_modules): the command says so.
+const command = `${process.env.NODE_PATH ? `NODE_PATH=${process.env.NODE_PATH} ` : ''}npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
 const result = await runBench(options, (line) => console.log(`bench: ${line}`));
 const markdown = benchMarkdown(result, command);
 writeJson(result, values.out ?? (values.quick ? 'reports/bench-quick.json' : 'docs/reports/bench.json'));

@@ -10,9 +10,13 @@ import { writeReport, type RunReport } from '../app/testkit/cluster/report.js';
 import { PROXY_MODES, type ProxyMode } from '../app/testkit/cluster/from-chart.js';
 import { APPS, type App } from '../app/testkit/cluster/local-cluster.js';
 import { MODES, runScenario, type Mode } from '../app/testkit/cluster/scenario.js';
+import { PRESETS, presetArgs } from '../app/testkit/cluster/presets.js';
 
 const HELP = `usage: npm run rollout -- [options]
 
+  --preset NAME          design-load: the chart's design load, 3 replicas × 5,000 clients at one
+                         message every 10 s, the chart's drain window and preStop, every replica
+                         rolled; report in reports/design-load (other options still override)
   --mode MODE            rollout (default) | scale-down | scale-up | kill | naive
   --proxy MODE           retry (default: ingress-nginx as the chart configures it, or a Gateway
                          with HTTPRoute retry) | no-retry (a Gateway that passes a refused upgrade's
@@ -38,8 +42,18 @@ const HELP = `usage: npm run rollout -- [options]
 naive: replicas exit at once on SIGTERM with no preStop, like the recipe's Go
 server behind nginx; the report shows what the drain prevents.`;
 
+const PRESET = /^--preset(?:=(.*))?$/;
+const presetAt = process.argv.findIndex((arg) => PRESET.test(arg));
+const presetName = presetAt === -1 ? undefined : (PRESET.exec(process.argv[presetAt]!)![1] ?? process.argv[presetAt + 1]);
+if (presetAt !== -1 && !PRESETS.includes(presetName as (typeof PRESETS)[number])) {
+  console.error(`rollout: --preset must be one of ${PRESETS.join(', ')}, got ${JSON.stringify(presetName)}`);
+  process.exit(2);
+}
 const { values } = parseArgs({
+  // A preset's options come first, so any option given on the command line overrides them.
+  args: [...(presetName ? presetArgs(presetName as (typeof PRESETS)[number]) : []), ...process.argv.slice(2)],
   options: {
+    preset: { type: 'string' },
     mode: { type: 'string', default: 'rollout' },
     app: { type: 'string', default: 'ws-echo' },
     proxy: { type: 'string', default: 'retry' },
@@ -131,8 +145,13 @@ const report = await runScenario({
   app,
   proxy,
   progress: process.stdout.isTTY === true,
+  progressLineSeconds: 5,
   dir: join(out, 'work'),
   command: `npm run rollout -- ${process.argv.slice(2).join(' ')}`.trim(),
+}).catch((err: unknown) => {
+  // A run that cannot finish (e.g. the proxy is the bottleneck) says why in one line, not a stack.
+  console.error(`${mode}: FAILED — ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
 });
 const files = await writeReport(report, out);
 rmSync(join(out, 'work'), { recursive: true, force: true });

@@ -10,7 +10,7 @@ import { DELETION_COST_ANNOTATION } from '../../src/kube-api.js';
 import { ChildService } from '../child-service.js';
 import { exampleMain, serviceMain } from '../paths.js';
 import { FakeApiServer } from '../fake-apiserver.js';
-import { NginxProxy, type ProxySettings } from './nginx.js';
+import { NginxProxy, type ProxyCapacity, type ProxySettings } from './nginx.js';
 import { Prometheus } from './prometheus.js';
 
 export interface DrainTimings {
@@ -38,6 +38,8 @@ export interface ClusterOptions {
   readonly namespace: string;
   readonly drain: DrainTimings;
   readonly proxy: ProxySettings;
+  /** nginx's workers, connections and descriptors (default: sized for no particular load). */
+  readonly proxyCapacity?: ProxyCapacity;
   /** Replicas exit at once on SIGTERM and get no preStop: the original recipe. */
   readonly naive: boolean;
   readonly prometheus: boolean;
@@ -101,7 +103,7 @@ export class LocalCluster {
       const replicas = await Promise.all(Array.from({ length: options.replicas }, () => cluster.#createReplica()));
       await Promise.all(replicas.map((r) => cluster.#waitReady(r)));
       cluster.#serving = replicas;
-      cluster.#nginx = await NginxProxy.start(options.proxy, cluster.#upstreams(), join(options.dir, 'nginx'));
+      cluster.#nginx = await NginxProxy.start(options.proxy, cluster.#upstreams(), join(options.dir, 'nginx'), options.proxyCapacity);
       if (options.prometheus) {
         cluster.#prometheus = await Prometheus.start(join(options.dir, 'prometheus'), options.namespace);
         cluster.#updateScrapeTargets();

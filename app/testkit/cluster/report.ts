@@ -9,6 +9,8 @@ import type { Place } from '../dashboard.js';
 import { legendOf } from '../dashboard.js';
 import type { LoadTotals } from '../load.js';
 import type { ClusterEvent, Sample } from './local-cluster.js';
+import type { ProxyCapacity } from './nginx.js';
+import type { ProcessCost } from './resources.js';
 
 export interface PromqlCheck {
   /** When in the run it was evaluated. */
@@ -75,6 +77,8 @@ export interface RunReport {
   readonly imbalance?: { readonly final: number; readonly series: { t: number; ratio: number }[]; readonly secondsToBelow1_25: number | undefined };
   /** kind runs: every check of every step, in order. */
   readonly steps?: readonly StepCheck[];
+  /** What the run cost: the proxy's size, each process's peak RSS and CPU, the fastest a serving replica gained clients. */
+  readonly capacity?: CapacityFigures;
   readonly passed: boolean;
   readonly failures: string[];
 }
@@ -95,6 +99,28 @@ export async function writeReport(report: RunReport, dir: string): Promise<{ jso
   }
   writeFileSync(markdown, summary(report, 'connections.svg', dashboard && 'dashboard.svg'));
   return { json, markdown, svg, ...(dashboard ? { dashboard } : {}) };
+}
+
+export interface CapacityFigures {
+  readonly proxy: ProxyCapacity;
+  /** Per replica, and "nginx" (master and workers together). */
+  readonly processes: Record<string, ProcessCost>;
+  readonly peakAbsorb: { replica: string; perSecond: number; t: number } | undefined;
+}
+
+function capacityRows(c: CapacityFigures): [string, string][] {
+  const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(0)} MB`;
+  return [
+    ['nginx workers × connections (worker_rlimit_nofile)', `${c.proxy.workerProcesses} × ${c.proxy.workerConnections} (${c.proxy.workerRlimitNofile})`],
+    [
+      'peak reconnects absorbed by a serving replica',
+      c.peakAbsorb ? `${Math.round(c.peakAbsorb.perSecond)}/s (${shortName(c.peakAbsorb.replica)} at ${(c.peakAbsorb.t / 1000).toFixed(1)} s)` : 'none',
+    ],
+    ...Object.entries(c.processes).map(([name, p]): [string, string] => [
+      `${name === 'nginx' ? 'nginx' : shortName(name)}: peak RSS / peak CPU / CPU time`,
+      `${mb(p.peakRssBytes)} / ${p.peakCpuCores.toFixed(2)} cores / ${p.cpuSeconds.toFixed(1)} s`,
+    ]),
+  ];
 }
 
 /** The Markdown summary; `plot` and `dashboardPlot` are the plots' paths relative to where the Markdown will live. */
@@ -119,6 +145,7 @@ export function summary(report: RunReport, plot: string, dashboardPlot?: string)
     ['reconnects', String(t.reconnects)],
     ['reconnect gap p50 / p99 / max', `${ms(t.reconnectGapMs.p50)} / ${ms(t.reconnectGapMs.p99)} / ${ms(t.reconnectGapMs.max)}`],
     ['replicas before → after', `${report.replicas.initial.length} → ${report.replicas.final.length}${report.replicas.allReplaced ? ' (all replaced)' : ''}`],
+    ...(report.capacity ? capacityRows(report.capacity) : []),
   ];
   if (report.imbalance) {
     rows.push(['imbalance (max / mean) at the end', report.imbalance.final.toFixed(2)]);

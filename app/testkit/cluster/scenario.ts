@@ -10,6 +10,8 @@ import { chartValues } from '../chart/values.js';
 import { queryPanels, readDashboard, substitute, type Place } from '../dashboard.js';
 import { adapterQuery, kedaTrigger, proxySettingsFromChart, type ProxyMode } from './from-chart.js';
 import { SCRAPE_INTERVAL_SECONDS, type Prometheus } from './prometheus.js';
+import { proxyCapacity } from './nginx.js';
+import { peakAbsorbRate, ResourceSampler } from './resources.js';
 
 export const MODES = ['rollout', 'scale-down', 'scale-up', 'kill', 'naive'] as const;
 export type Mode = (typeof MODES)[number];
@@ -33,6 +35,8 @@ export interface RunOptions {
   /** What the replicas run (default ws-echo). */
   readonly app?: App;
   readonly progress: boolean;
+  /** Without the bar (stdout not a terminal), a progress line this often; undefined prints none. */
+  readonly progressLineSeconds?: number;
   readonly dir: string;
   readonly command: string;
   /** Called with the proxy's URL once the clients are connected, before the operation (the browser check opens its page here). */
@@ -52,6 +56,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     namespace: trigger.namespace,
     drain: options.drain,
     proxy: proxySettingsFromChart(options.proxy ?? 'retry'),
+    proxyCapacity: proxyCapacity(options.clients),
     naive: options.mode === 'naive',
     prometheus: options.prometheus,
     dir: options.dir,
@@ -70,12 +75,22 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
   /** ms since the cluster started when the clients stopped sending: later samples show them leaving. */
   let loadEnd = Infinity;
   const initial = cluster.serving.map((r) => r.name);
+  // The proxy must not be what gives way: its own error ends the run at once, and says why.
+  const proxyWatch = cluster.nginx.watchBottleneck();
+  const orProxyError = <T>(work: Promise<T>): Promise<T> => Promise.race([work, proxyWatch.failed]);
+  const resources = new ResourceSampler(() => ({
+    ...Object.fromEntries(cluster.allReplicas.filter((r) => r.running && r.child.pid !== undefined).map((r) => [r.name, [r.child.pid!]])),
+    nginx: cluster.nginx.pids(),
+  }));
+  let lines: NodeJS.Timeout | undefined;
   try {
     cluster.startSampling();
     // The example app relays within a room: a room per client makes it an echo the reference client can check.
     const path = options.app === 'example' ? '/rooms/{id}' : values.config.wsPath;
     load = new Load({ url: `${cluster.url}${path}`, clients: options.clients, rate: options.rate });
-    await load.open();
+    if (options.progressLineSeconds !== undefined && !options.progress)
+      lines = progressLines(options.progressLineSeconds, cluster, load, () => phase, Date.now());
+    await orProxyError(load.open());
     load.startSending();
     const loadStart = Date.now();
     if (options.progress) bar = progressBar(options, cluster, load, () => phase, loadStart);
@@ -87,15 +102,15 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
 
     phase = options.mode;
     operation.from = Date.now() - cluster.startedAt;
-    if (options.mode === 'rollout' || options.mode === 'naive') await cluster.rolloutRestart();
-    else if (options.mode === 'scale-down') await cluster.scaleDown(options.scaleTo);
-    else if (options.mode === 'scale-up') await cluster.scaleUp(options.scaleTo);
-    else await cluster.killOne();
+    if (options.mode === 'rollout' || options.mode === 'naive') await orProxyError(cluster.rolloutRestart());
+    else if (options.mode === 'scale-down') await orProxyError(cluster.scaleDown(options.scaleTo));
+    else if (options.mode === 'scale-up') await orProxyError(cluster.scaleUp(options.scaleTo));
+    else await orProxyError(cluster.killOne());
     operation.to = Date.now() - cluster.startedAt;
 
     phase = 'tail';
     const remaining = options.durationSeconds * 1000 - (Date.now() - loadStart);
-    await sleep(Math.max(TAIL_SECONDS * 1000, remaining));
+    await orProxyError(sleep(Math.max(TAIL_SECONDS * 1000, remaining)));
     if (cluster.prometheus) {
       promql.push(await checkPromql(cluster, `after the ${options.mode}`));
       dashboard = await dashboardQueries(cluster.prometheus, trigger.deployment, cluster.startedAt, Date.now());
@@ -106,12 +121,18 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     totals = await load.finish();
   } finally {
     bar?.stop();
+    clearInterval(lines);
+    proxyWatch.stop();
+    resources.sample();
+    resources.stop();
     if (totals === undefined) await load?.abort();
     await cluster.stop();
   }
+  const proxyError = cluster.nginx.bottleneck();
 
   const final = cluster.serving.map((r) => r.name);
   const allReplaced = initial.every((name) => !final.includes(name));
+  if (proxyError !== undefined) failures.push(`the proxy was the bottleneck: nginx says "${proxyError.trim()}"`);
   if (totals.lost > 0) failures.push(`${totals.lost} messages lost`);
   if (totals.abnormalCloses > 0) failures.push(`${totals.abnormalCloses} abnormal closes (1006)`);
   // Without retry a refused upgrade reaches the client by design: the promise there is that its backoff loses nothing.
@@ -153,6 +174,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     promql,
     ...(dashboard ? { dashboard } : {}),
     ...(imbalance ? { imbalance } : {}),
+    capacity: { proxy: cluster.nginx.capacity, processes: resources.costs, peakAbsorb: peakAbsorbRate(samples, operation.from) },
     passed: failures.length === 0,
     failures,
   };
@@ -263,6 +285,21 @@ async function evaluatePromql(cluster: LocalCluster, when: string): Promise<Prom
       ok: kedaValue === liveTotal,
     },
   };
+}
+
+/** One line every `seconds` for logs and pipes, where the bar cannot redraw itself. */
+function progressLines(seconds: number, cluster: LocalCluster, load: Load, phase: () => string, since: number): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    const totals = load.totals();
+    const last = cluster.samples.at(-1);
+    const replicas = last ? Object.entries(last.connections).map(([name, n]) => `${name.split('-').at(-1)}:${n}`) : [];
+    console.log(
+      `[${Math.round((Date.now() - since) / 1000)} s] ${phase()}: connected ${load.clients.filter((c) => c.connected).length}/${load.clients.length}, ` +
+        `sent ${totals.sent}, echoed ${totals.echoed}, waiting ${totals.lost}, failed upgrades ${totals.failedUpgrades} | ${replicas.join(' ')}`,
+    );
+  }, seconds * 1000);
+  timer.unref();
+  return timer;
 }
 
 function progressBar(options: RunOptions, cluster: LocalCluster, load: Load, phase: () => string, since: number): cliProgress.SingleBar {
