@@ -48,9 +48,9 @@ profile; rebalancing is on. --replicas, --clients and --duration do not apply.
   --from N               clients at the start and the end (default 300)
   --peak N               clients at the peak (default 1500)
   --steps N              steps: levels on the way up, the peak included (default 2)
-  --hold S               seconds at each level up (default 45)
+  --hold S               seconds at each level up (default 50)
   --hold-start S         seconds at the first level (default: --hold)
-  --hold-down S          seconds at each level down (default 120: the window, then a pod per grace period)
+  --hold-down S          seconds at each level down (default 125: the window, then a pod per grace period)
   --ramp S               ramp: seconds from --from to --peak and back (default 60)
 
 naive: replicas exit at once on SIGTERM with no preStop, like the recipe's Go
@@ -83,9 +83,9 @@ const { values } = parseArgs({
     from: { type: 'string', default: '300' },
     peak: { type: 'string', default: '1500' },
     steps: { type: 'string', default: '2' },
-    hold: { type: 'string', default: '45' },
+    hold: { type: 'string', default: '50' },
     'hold-start': { type: 'string' },
-    'hold-down': { type: 'string', default: '120' },
+    'hold-down': { type: 'string', default: '125' },
     ramp: { type: 'string', default: '60' },
     'no-prometheus': { type: 'boolean', default: false },
     out: { type: 'string' },

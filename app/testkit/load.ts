@@ -63,6 +63,7 @@ export class Load {
   #next = 0;
   #credit = 0;
   #resizing: Promise<void> = Promise.resolve();
+  #lostLeaving = 0;
 
   constructor(readonly options: LoadOptions) {
     this.#active = this.#create(options.clients);
@@ -71,6 +72,11 @@ export class Load {
   /** How many clients take part now. */
   get size(): number {
     return this.#active.length;
+  }
+
+  /** Messages of clients that left (resize) still unechoed after their settle time: sent while they could not reconnect. */
+  get lostByLeavingClients(): number {
+    return this.#lostLeaving;
   }
 
   /** How many of them are connected now (the others are reconnecting). */
@@ -100,7 +106,8 @@ export class Load {
       } else if (change < 0) {
         const leaving = new Set(sample(this.#active, -change));
         this.#active = this.#active.filter((c) => !leaving.has(c));
-        await Promise.all([...leaving].map((c) => c.stop(settleMs)));
+        const lost = await Promise.all([...leaving].map((c) => c.stop(settleMs)));
+        this.#lostLeaving += lost.reduce((a, b) => a + b, 0);
       }
     });
     this.#resizing = resized.catch(() => {});

@@ -80,6 +80,10 @@ export interface AutoscaleRun {
   readonly closesByCode: Readonly<Record<string, number>>;
   /** Every upgrade a client saw fail: when, and the HTTP status (0: no response). */
   readonly failedUpgrades: readonly { readonly t: number; readonly status: number }[];
+  /** Of the messages lost, those of clients that left (the profile falling) before they could reconnect and resend. */
+  readonly lostByLeavingClients: number;
+  /** Closes and failed upgrades per 5 s: [ms since the cluster started at the bucket's start, what, count]. */
+  readonly clientEvents: readonly (readonly [number, string, number])[];
   /** max / mean of the serving pods' connections at each sample. */
   readonly imbalance: readonly { readonly t: number; readonly ratio: number }[];
 }
@@ -138,7 +142,7 @@ export async function writeReport(report: RunReport, dir: string): Promise<{ jso
 export function summary(report: RunReport, plot: string, dashboardPlot?: string): string {
   const t = report.totals;
   const rows: [string, string][] = [
-    ['clients', String(t.clients)],
+    [report.autoscale ? 'clients (distinct, over the run)' : 'clients', String(t.clients)],
     ['messages sent', String(t.sent)],
     ['echoed', String(t.echoed)],
     ['**lost**', `**${t.lost}**`],
@@ -193,7 +197,14 @@ export function summary(report: RunReport, plot: string, dashboardPlot?: string)
     '',
     ...(report.failures.length > 0 ? ['Failures:', '', ...report.failures.map((f) => `- ${f}`), ''] : []),
     ...(steps.length > 0 ? ['| step | verdict | what was checked, what was seen |', '|---|---|---|', ...steps, ''] : []),
-    ...(report.autoscale ? autoscaleSummary(report.autoscale, report.totals, Number(report.settings.ratePerClient)) : []),
+    ...(report.autoscale
+      ? autoscaleSummary(
+          report.autoscale,
+          report.totals,
+          Number(report.settings.ratePerClient),
+          (report.settings.proxy as { nextUpstreamTries: number }).nextUpstreamTries,
+        )
+      : []),
     ...(promql.length > 0 ? ['PromQL evaluated against the real Prometheus scraping the replicas:', '', ...promql, ''] : []),
     report.autoscale ? `![load, replicas, connections per pod and imbalance over time](${plot})` : `![connections per replica](${plot})`,
     '',
@@ -359,7 +370,7 @@ export async function dashboardPlot(report: RunReport): Promise<string> {
 }
 
 /** The Markdown of an autoscale run: the stand-in and what it ran, then how the replica count followed the load. */
-function autoscaleSummary(run: AutoscaleRun, totals: LoadTotals, ratePerClient: number): string[] {
+function autoscaleSummary(run: AutoscaleRun, totals: LoadTotals, ratePerClient: number, tries: number): string[] {
   const metric = run.spec.metrics[0]!;
   const target = metric.averageValue;
   const seconds = (value: number | undefined): string => (value === undefined ? '–' : `${value.toFixed(1)} s`);
@@ -407,7 +418,7 @@ function autoscaleSummary(run: AutoscaleRun, totals: LoadTotals, ratePerClient: 
     '',
     '## How the replica count followed the load',
     '',
-    'Times are seconds from the moment the load began to change: to the first decision that changed spec.replicas, to the decision that set the count the level ended with, to the moment the Service had that many endpoints (and kept them to the end of the level), and, going down, to the exit of the last removed pod after its drain.',
+    `Times are seconds from the moment the load began to change: to the first decision that changed spec.replicas, to the decision that set the count the level ended with, to the moment the Service had that many endpoints (and kept them to the end of the level), and, going down, to the exit of the last removed pod after its drain. The first decision comes at the first sync after Prometheus has scraped the new counts (up to one sync period, ${run.syncPeriodSeconds} s, plus a scrape), or, going down, after the scale-down window (${run.spec.behavior.scaleDown.stabilizationWindowSeconds} s) has let go of the higher recommendations; then the policies pace the rest.`,
     '',
     '| load change at | level | serving pods before → spec at the end | first decision | count set | endpoints reached | last drain over | settled | closes 1012 / 1013 / 1000 |',
     '|---|---|---|---|---|---|---|---|---|',
@@ -422,6 +433,7 @@ function autoscaleSummary(run: AutoscaleRun, totals: LoadTotals, ratePerClient: 
     ...(downRows.length > 0 ? downRows : ['| – | no scale-down | | | | | |']),
     '',
     `Over the run: ${moved} clients moved by scale-downs, against ${fewest} at the fewest possible. Closes the clients saw: ${codes || 'none'} (1012: drains of removed pods; 1013: the rebalancer moving clients onto new pods; 1000: clients leaving as the profile falls); reconnects ${totals.reconnects}.`,
+    ...failedUpgradesNote(run, totals, tries),
     '',
     '## Every decision that changed the count',
     '',
@@ -432,10 +444,34 @@ function autoscaleSummary(run: AutoscaleRun, totals: LoadTotals, ratePerClient: 
   ];
 }
 
+/** When upgrades failed: when they did, what the pods were doing, and what was lost because of it. */
+function failedUpgradesNote(run: AutoscaleRun, totals: LoadTotals, tries: number): string[] {
+  if (run.failedUpgrades.length === 0) return [];
+  const buckets = run.clientEvents.filter(([, what]) => what.startsWith('failed upgrade'));
+  const spans: [number, number, number][] = [];
+  for (const [t, , count] of buckets) {
+    const last = spans.at(-1);
+    if (last && t <= last[1]) {
+      last[1] = t + 5000;
+      last[2] += count;
+    } else spans.push([t, t + 5000, count]);
+  }
+  const when = spans.map(([from, to, count]) => `${count} between ${(from / 1000).toFixed(0)} s and ${(to / 1000).toFixed(0)} s`).join(', ');
+  const statuses = Object.entries(totals.failedUpgradeStatuses ?? {})
+    .map(([status, n]) => `HTTP ${status === '0' ? 'none' : status}×${n}`)
+    .join(', ');
+  return [
+    '',
+    `**Failed upgrades: ${run.failedUpgrades.length}** (${statuses}): ${when}. A client whose upgrade fails retries with backoff and resends; ${run.lostByLeavingClients} of the ${totals.lost} messages lost belonged to clients that left (the profile falling) before they could reconnect. A shedding pod answers upgrades with 503 for nginx to retry another pod, but nginx tries at most ${tries} pods per upgrade (\`proxy_next_upstream_tries\`, the chart's \`ingress.nextUpstreamTries\`), so when ${tries} or more pods shed at once an upgrade can find only shedding pods. Here nginx hashes the affinity cookie consistently, so a client tries the same pods in the same order every time, and one whose first ${tries} pods all shed is refused at every attempt until the shedding ends; ingress-nginx draws its retries at random among the pods not yet tried (\`balancer/sticky_balanced.lua\`), so there each attempt fails with a probability instead (a client shed by one of 3 shedding pods out of 4, with 3 tries: 1 in 3).`,
+  ];
+}
+
 /**
  * Vega-Lite, one time axis: the clients the profile wanted and those
  * connected; spec.replicas, the metric's proposal and the serving pods;
- * connections per pod against the target; the imbalance between serving pods.
+ * connections per pod against the target; the closes that moved clients
+ * (1012 drains, 1013 rebalancing) and failed upgrades per 5 s; the
+ * imbalance between serving pods.
  */
 export async function autoscalePlot(report: RunReport): Promise<string> {
   const run = report.autoscale;
@@ -464,7 +500,7 @@ export async function autoscalePlot(report: RunReport): Promise<string> {
       subtitle: `${report.totals.clients} clients over the run, lost ${report.totals.lost}, abnormal closes ${report.totals.abnormalCloses}, failed upgrades ${report.totals.failedUpgrades}`,
     },
     config: { background: 'white' },
-    resolve: { scale: { x: 'shared' } },
+    resolve: { scale: { x: 'shared', stroke: 'independent', strokeDash: 'independent', color: 'independent' } },
     vconcat: [
       {
         width,
@@ -531,6 +567,23 @@ export async function autoscalePlot(report: RunReport): Promise<string> {
       },
       {
         width,
+        height: 90,
+        data: { values: stacked(run.clientEvents) },
+        mark: { type: 'rect', opacity: 0.85 },
+        encoding: {
+          x: seconds,
+          x2: { field: 't2' },
+          y: { field: 'top', type: 'quantitative', title: 'clients per 5 s' },
+          y2: { field: 'bottom' },
+          color: {
+            field: 'what',
+            type: 'nominal',
+            legend: { title: null, labelLimit: 300 },
+          },
+        },
+      },
+      {
+        width,
         height: 100,
         layer: [
           {
@@ -551,6 +604,16 @@ export async function autoscalePlot(report: RunReport): Promise<string> {
   const svg = await view.toSVG();
   view.finalize();
   return svg;
+}
+
+/** Per-bucket counts as stacked rectangles: each kind on top of the ones before it in the same bucket. */
+function stacked(events: AutoscaleRun['clientEvents']): { t: number; t2: number; what: string; bottom: number; top: number }[] {
+  const heights = new Map<number, number>();
+  return events.map(([t, what, count]) => {
+    const bottom = heights.get(t) ?? 0;
+    heights.set(t, bottom + count);
+    return { t: t / 1000, t2: t / 1000 + 5, what, bottom, top: bottom + count };
+  });
 }
 
 /** The last two dash-separated parts of a pod name ("7d9f8c6b5a-x2k4q"): enough to tell replicas apart. */

@@ -101,6 +101,11 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
   /** ms since the cluster started when the clients stopped sending: later samples show them leaving. */
   let loadEnd = Infinity;
   const initial = cluster.serving.map((r) => r.name);
+  // The autoscaler exists as soon as the release does: its syncs keep their own phase, unrelated to the load's steps.
+  const controller =
+    autoscaler &&
+    new AutoscalerController({ cluster, autoscaler, syncPeriodSeconds: options.autoscale!.syncPeriodSeconds, selector: podLabels(cluster.options.release) });
+  controller?.start();
   try {
     // A long profile is sampled less often: the report keeps every sample.
     cluster.startSampling(profile ? Math.min(1000, Math.max(250, (profile.durationSeconds * 1000) / 400)) : 250);
@@ -122,7 +127,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     if (options.mode === 'rollout' || options.mode === 'naive') await cluster.rolloutRestart();
     else if (options.mode === 'scale-down') await cluster.scaleDown(options.scaleTo);
     else if (options.mode === 'scale-up') await cluster.scaleUp(options.scaleTo);
-    else if (options.mode === 'autoscale') recording = await runProfile(cluster, load, autoscaler!, profile!, options.autoscale!.syncPeriodSeconds);
+    else if (options.mode === 'autoscale') recording = await runProfile(cluster, load, controller!, profile!);
     else await cluster.killOne();
     operation.to = Date.now() - cluster.startedAt;
 
@@ -140,6 +145,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     totals = await load.finish();
   } finally {
     bar?.stop();
+    await controller?.stop().catch(() => {});
     if (totals === undefined) await load?.abort();
     await cluster.stop();
   }
@@ -202,32 +208,21 @@ interface AutoscaleRecording {
 }
 
 /**
- * Runs the load profile with the autoscaler stand-in syncing every
- * `syncPeriodSeconds`: the clients follow clientsAt(t), the stand-in follows
- * the clients. Returns once the profile is over and every pod the
- * autoscaler started or deleted is serving or gone.
+ * Runs the load profile while the autoscaler stand-in syncs: the clients
+ * follow clientsAt(t), the stand-in follows the clients. Returns once the
+ * profile is over, the stand-in stopped, and every pod it started or
+ * deleted is serving or gone.
  */
-async function runProfile(
-  cluster: LocalCluster,
-  load: Load,
-  autoscaler: ChartAutoscaler,
-  profile: LoadProfile,
-  syncPeriodSeconds: number,
-): Promise<AutoscaleRecording> {
-  const controller = new AutoscalerController({ cluster, autoscaler, syncPeriodSeconds, selector: podLabels(cluster.options.release) });
+async function runProfile(cluster: LocalCluster, load: Load, controller: AutoscalerController, profile: LoadProfile): Promise<AutoscaleRecording> {
   const series: AutoscaleRecording['load'] = [];
   const started = Date.now();
-  controller.start();
-  try {
-    for (let elapsed = 0; elapsed < profile.durationSeconds; elapsed = (Date.now() - started) / 1000) {
-      const target = clientsAt(profile, elapsed);
-      series.push({ t: Date.now() - cluster.startedAt, target, connected: load.connected });
-      if (target !== load.size) await load.resize(target);
-      await sleep(250);
-    }
-  } finally {
-    await controller.stop();
+  for (let elapsed = 0; elapsed < profile.durationSeconds; elapsed = (Date.now() - started) / 1000) {
+    const target = clientsAt(profile, elapsed);
+    series.push({ t: Date.now() - cluster.startedAt, target, connected: load.connected });
+    if (target !== load.size) await load.resize(target);
+    await sleep(250);
   }
+  await controller.stop();
   await cluster.settled();
   return { profile, profileStart: started - cluster.startedAt, load: series, controller };
 }
@@ -265,8 +260,26 @@ function autoscaleRun(
     scaleDowns: scaleDownMoves(cluster.scaleDownChoices, drainedBy),
     closesByCode,
     failedUpgrades: load.failedUpgrades.map((f) => ({ t: f.at - cluster.startedAt, status: f.status })),
+    lostByLeavingClients: load.lostByLeavingClients,
+    clientEvents: perBucket([
+      ...closes.filter((c) => c.code !== 1000).map((c) => ({ t: c.t, what: `close ${c.code}` })),
+      ...load.failedUpgrades.map((f) => ({ t: f.at - cluster.startedAt, what: `failed upgrade (HTTP ${f.status || 'none'})` })),
+    ]),
     imbalance: servingImbalance(samples, cluster.events, initial),
   };
+}
+
+/** Counts per 5 s bucket and kind: [bucket start (ms), kind, count], in time order. */
+function perBucket(events: readonly { t: number; what: string }[], bucketMs = 5000): [number, string, number][] {
+  const counts = new Map<string, [number, string, number]>();
+  for (const event of events) {
+    const start = Math.floor(event.t / bucketMs) * bucketMs;
+    const key = `${start} ${event.what}`;
+    const entry = counts.get(key) ?? [start, event.what, 0];
+    entry[2]++;
+    counts.set(key, entry);
+  }
+  return [...counts.values()].sort((a, b) => a[0] - b[0]);
 }
 
 /**
