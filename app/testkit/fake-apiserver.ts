@@ -38,6 +38,18 @@ interface StoredPod {
   status: { phase: string; conditions: { type: string; status: 'True' | 'False' }[] };
 }
 
+/** A stored pod as a controller reads it. */
+export interface StoredPodView {
+  readonly name: string;
+  readonly phase: string;
+  readonly ready: boolean;
+  /** metadata.deletionTimestamp is set. */
+  readonly deleting: boolean;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly creationTimestamp: string;
+}
+
 /** A resource the server announces in discovery, e.g. { group: 'apps', version: 'v1', kind: 'Deployment', plural: 'deployments' }. */
 export interface ApiResource {
   readonly group: string;
@@ -116,12 +128,33 @@ current-context: fake
     return path;
   }
 
-  /** Creates a pod (Running, not yet Ready), as a ReplicaSet would. */
-  addPod(namespace: string, name: string, labels: Record<string, string>): void {
+  /** Creates a pod (not yet Ready; Running unless `phase` says Pending), as a ReplicaSet would. */
+  addPod(namespace: string, name: string, labels: Record<string, string>, phase: 'Pending' | 'Running' = 'Running'): void {
     this.#pods.set(`${namespace}/${name}`, {
       metadata: { name, namespace, uid: `uid-${name}`, labels, annotations: {}, creationTimestamp: new Date().toISOString() },
-      status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'False' }] },
+      status: { phase, conditions: [{ type: 'Ready', status: 'False' }] },
     });
+  }
+
+  /** The kubelet's report that the pod's container started (Pending → Running). */
+  setPhase(namespace: string, name: string, phase: 'Pending' | 'Running'): void {
+    const pod = this.#pods.get(`${namespace}/${name}`);
+    if (pod) pod.status.phase = phase;
+  }
+
+  /** The pods of `namespace` as a controller's pod lister sees them. */
+  pods(namespace: string): StoredPodView[] {
+    return [...this.#pods.values()]
+      .filter((p) => p.metadata.namespace === namespace)
+      .map((p) => ({
+        name: p.metadata.name,
+        phase: p.status.phase,
+        ready: p.status.conditions.some((c) => c.type === 'Ready' && c.status === 'True'),
+        deleting: p.metadata.deletionTimestamp !== undefined,
+        labels: { ...p.metadata.labels },
+        annotations: { ...p.metadata.annotations },
+        creationTimestamp: p.metadata.creationTimestamp,
+      }));
   }
 
   setReady(namespace: string, name: string, ready: boolean): void {

@@ -1,7 +1,8 @@
 // A local stand-in for a Deployment behind an Ingress: N replicas (real
 // service processes) behind real nginx, scraped by real Prometheus, with the
 // operations Kubernetes performs on them: rolling update (maxSurge 1,
-// maxUnavailable 0), scale-down by pod-deletion-cost, and SIGKILL chaos.
+// maxUnavailable 0), scale-down by pod-deletion-cost, SIGKILL chaos, and
+// spec.replicas set by an autoscaler, reconciled as a ReplicaSet does.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import { exampleMain, serviceMain } from '../paths.js';
 import { FakeApiServer } from '../fake-apiserver.js';
 import { NginxProxy, type ProxyCapacity, type ProxySettings } from './nginx.js';
 import { Prometheus } from './prometheus.js';
+import { podsToDelete } from './replicaset.js';
 
 export interface DrainTimings {
   readonly preStopSeconds: number;
@@ -54,7 +56,7 @@ export interface ClusterOptions {
 }
 
 /** The labels the chart's selectorLabels give every pod of the release. */
-function podLabels(release: string): Record<string, string> {
+export function podLabels(release: string): Record<string, string> {
   return { 'app.kubernetes.io/name': 'ws-echo', 'app.kubernetes.io/instance': release };
 }
 
@@ -74,6 +76,47 @@ export interface Sample {
   readonly connections: Readonly<Record<string, number>>;
 }
 
+/** How many pods the Deployment had in each state, after every change. */
+export interface ReplicaCount {
+  /** ms since the cluster started. */
+  readonly t: number;
+  /** spec.replicas. */
+  readonly spec: number;
+  /** Created, not yet endpoints (Pending, or Running and not yet ready). */
+  readonly starting: number;
+  /** Endpoints of the Service. */
+  readonly serving: number;
+  /** Deleted, in their preStop or drain. */
+  readonly terminating: number;
+}
+
+/** A pod the ReplicaSet stand-in could delete, as it saw it when it chose. */
+export interface ScaleDownCandidate {
+  readonly pod: string;
+  readonly phase: string;
+  readonly ready: boolean;
+  /** Its pod-deletion-cost annotation: the connection count it last reported. */
+  readonly cost: number;
+  /** Its open connections at that moment, from its own /metrics (undefined: not serving yet). */
+  readonly connections: number | undefined;
+}
+
+/** One scale-down by the ReplicaSet stand-in: what it could choose from and what it deleted. */
+export interface ScaleDownChoice {
+  /** ms since the cluster started. */
+  readonly t: number;
+  readonly from: number;
+  readonly to: number;
+  readonly candidates: readonly ScaleDownCandidate[];
+  readonly victims: readonly string[];
+}
+
+/** A pod the ReplicaSet created that is not an endpoint yet; `cancelled` when it was deleted before it got there. */
+interface StartingPod {
+  readonly name: string;
+  cancelled: boolean;
+}
+
 export class LocalCluster {
   readonly events: ClusterEvent[] = [];
   readonly samples: Sample[] = [];
@@ -83,7 +126,18 @@ export class LocalCluster {
   #serving: ChildService[] = [];
   /** Exit codes of replicas that were stopped, by name. */
   readonly exitCodes: Record<string, number | null> = {};
+  /** Pods per state after every change (see setReplicas). */
+  readonly counts: ReplicaCount[] = [];
+  /** Every scale-down of setReplicas, with what the ReplicaSet stand-in chose from. */
+  readonly scaleDownChoices: ScaleDownChoice[] = [];
   readonly startedAt = Date.now();
+  #specReplicas: number;
+  readonly #starting = new Set<StartingPod>();
+  readonly #terminating = new Set<string>();
+  /** Pod creations and deletions setReplicas started and that have not finished. */
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #failures: Error[] = [];
+  #reconciling: Promise<void> = Promise.resolve();
   #templateHash = podTemplateHash();
   #sampler: NodeJS.Timeout | undefined;
   #nginx: NginxProxy | undefined;
@@ -92,7 +146,9 @@ export class LocalCluster {
   readonly api = new FakeApiServer();
   #kubeconfig = '';
 
-  private constructor(readonly options: ClusterOptions) {}
+  private constructor(readonly options: ClusterOptions) {
+    this.#specReplicas = options.replicas;
+  }
 
   static async start(options: ClusterOptions): Promise<LocalCluster> {
     mkdirSync(options.dir, { recursive: true });
@@ -100,9 +156,10 @@ export class LocalCluster {
     try {
       await cluster.api.listen();
       cluster.#kubeconfig = cluster.api.writeKubeconfig(join(options.dir, 'kubeconfig.yaml'), options.namespace);
-      const replicas = await Promise.all(Array.from({ length: options.replicas }, () => cluster.#createReplica()));
+      const replicas = await Promise.all(Array.from({ length: options.replicas }, () => cluster.#createReplica(cluster.#podName())));
       await Promise.all(replicas.map((r) => cluster.#waitReady(r)));
       cluster.#serving = replicas;
+      cluster.#count();
       cluster.#nginx = await NginxProxy.start(options.proxy, cluster.#upstreams(), join(options.dir, 'nginx'), options.proxyCapacity);
       if (options.prometheus) {
         cluster.#prometheus = await Prometheus.start(join(options.dir, 'prometheus'), options.namespace);
@@ -132,6 +189,16 @@ export class LocalCluster {
     return this.#serving;
   }
 
+  /** spec.replicas of the Deployment. */
+  get specReplicas(): number {
+    return this.#specReplicas;
+  }
+
+  /** status.replicas: the ReplicaSet's pods that are not terminating (starting or serving). */
+  get activeReplicas(): number {
+    return this.#serving.length + [...this.#starting].filter((p) => !p.cancelled).length;
+  }
+
   /** Samples every live replica's connection count every `intervalMs`. */
   startSampling(intervalMs = 250): void {
     const sample = async (): Promise<void> => {
@@ -156,7 +223,7 @@ export class LocalCluster {
     this.#templateHash = podTemplateHash();
     const old = [...this.#serving];
     for (const [index, replica] of old.entries()) {
-      const fresh = await this.#createReplica();
+      const fresh = await this.#createReplica(this.#podName());
       await this.#waitReady(fresh);
       await this.#setServing([...this.#serving, fresh], fresh, 'added');
       await this.#retire(replica);
@@ -169,21 +236,117 @@ export class LocalCluster {
    * pod-deletion-cost at once, as the replicas themselves reported it.
    */
   async scaleDown(replicas: number): Promise<string[]> {
-    const counts = this.#serving.map((r) => ({
-      replica: r,
-      cost: Number(this.api.annotations(this.options.namespace, r.name)?.[DELETION_COST_ANNOTATION] ?? 0),
-    }));
-    const victims = counts
-      .sort((a, b) => a.cost - b.cost)
-      .slice(0, Math.max(0, this.#serving.length - replicas))
-      .map((c) => c.replica);
+    const candidates = this.#serving.map((replica) => ({ replica, ...this.#candidate(replica.name) }));
+    const victims = podsToDelete(candidates, this.#serving.length - replicas).map((c) => c.replica);
     await Promise.all(victims.map((victim) => this.#retire(victim)));
     return victims.map((v) => v.name);
   }
 
+  /**
+   * Sets spec.replicas, as an autoscaler does through the scale
+   * subresource, and reconciles like the ReplicaSet controller: missing pods
+   * are created at once and join the Service as each becomes ready; surplus
+   * ones are deleted in the ReplicaSet's order (podsToDelete: not yet ready
+   * first, then the lowest pod-deletion-cost) and each goes through its
+   * preStop and drain. Resolves once the choice is made; `settled()` waits
+   * for the pods themselves.
+   */
+  async setReplicas(replicas: number): Promise<void> {
+    this.#specReplicas = replicas;
+    const reconciled = this.#reconciling.then(() => this.#reconcile());
+    this.#reconciling = reconciled.catch(() => {});
+    await reconciled;
+  }
+
+  /** Waits until every pod setReplicas created is serving and every pod it deleted has exited; rethrows what failed. */
+  async settled(): Promise<void> {
+    await this.#reconciling;
+    while (this.#inFlight.size > 0) await Promise.all([...this.#inFlight]);
+    const [failure] = this.#failures;
+    if (failure) throw failure;
+  }
+
+  async #reconcile(): Promise<void> {
+    const surplus = this.activeReplicas - this.#specReplicas;
+    if (surplus < 0) {
+      for (let i = 0; i < -surplus; i++) this.#track(this.#startPod());
+      return;
+    }
+    if (surplus === 0) return;
+    const starting = [...this.#starting].filter((p) => !p.cancelled);
+    const serving = [...this.#serving];
+    // Each serving pod's own count at the moment of the choice: what the
+    // report compares the choice with (the ReplicaSet itself sees only the annotations).
+    const live = await Promise.all(serving.map((r) => r.connections()));
+    const candidates = [
+      ...starting.map((pod) => ({ pod, replica: undefined, connections: undefined, ...this.#candidate(pod.name) })),
+      ...serving.map((replica, i) => ({ pod: undefined, replica, connections: live[i], ...this.#candidate(replica.name) })),
+    ];
+    const victims = podsToDelete(candidates, surplus);
+    this.scaleDownChoices.push({
+      t: Date.now() - this.startedAt,
+      from: this.activeReplicas,
+      to: this.#specReplicas,
+      candidates: candidates.map((c) => ({ pod: c.name, phase: c.phase, ready: c.ready, cost: c.cost, connections: c.connections })),
+      victims: victims.map((v) => v.name),
+    });
+    for (const victim of victims) {
+      if (victim.pod) {
+        victim.pod.cancelled = true;
+        this.#terminating.add(victim.pod.name);
+        this.api.markTerminating(this.options.namespace, victim.pod.name);
+      } else if (victim.replica) this.#track(this.#retire(victim.replica));
+    }
+    this.#count();
+  }
+
+  /** A new pod of the ReplicaSet: created, started, ready, then an endpoint; or stopped where it stands if it was deleted meanwhile. */
+  async #startPod(): Promise<void> {
+    const pod: StartingPod = { name: this.#podName(), cancelled: false };
+    this.#starting.add(pod);
+    this.#count();
+    let replica: ChildService | undefined;
+    try {
+      replica = await this.#createReplica(pod.name);
+      if (!pod.cancelled) await this.#waitReady(replica);
+    } finally {
+      this.#starting.delete(pod);
+    }
+    if (pod.cancelled) {
+      const exit = await replica.stop('SIGTERM');
+      this.exitCodes[replica.name] = exit.code;
+      this.#terminating.delete(replica.name);
+      this.#event('exited', replica, `code ${exit.code} (deleted before it was ready)`);
+      this.api.removePod(this.options.namespace, replica.name);
+      this.#updateScrapeTargets();
+      return;
+    }
+    await this.#setServing([...this.#serving, replica], replica, 'added');
+  }
+
+  #track(work: Promise<void>): void {
+    const tracked: Promise<void> = work
+      .catch((err: unknown) => void this.#failures.push(err instanceof Error ? err : new Error(String(err))))
+      .finally(() => this.#inFlight.delete(tracked));
+    this.#inFlight.add(tracked);
+  }
+
+  /** How the ReplicaSet ranks a pod: its phase, readiness and pod-deletion-cost in the API, its age. */
+  #candidate(name: string): { name: string; phase: string; ready: boolean; cost: number; createdAt: number } {
+    const pod = this.api.pods(this.options.namespace).find((p) => p.name === name);
+    const cost = Number(pod?.annotations[DELETION_COST_ANNOTATION] ?? 0);
+    return {
+      name,
+      phase: pod?.phase ?? 'Unknown',
+      ready: pod?.ready ?? false,
+      cost: Number.isFinite(cost) ? cost : 0,
+      createdAt: pod ? Date.parse(pod.creationTimestamp) : 0,
+    };
+  }
+
   /** Scale-up to `replicas`: the new pods start together and join the Service as each becomes ready. */
   async scaleUp(replicas: number): Promise<string[]> {
-    const fresh = await Promise.all(Array.from({ length: Math.max(0, replicas - this.#serving.length) }, () => this.#createReplica()));
+    const fresh = await Promise.all(Array.from({ length: Math.max(0, replicas - this.#serving.length) }, () => this.#createReplica(this.#podName())));
     await Promise.all(
       fresh.map(async (replica) => {
         await this.#waitReady(replica);
@@ -201,7 +364,7 @@ export class LocalCluster {
   async evictOne(): Promise<string> {
     const victim = this.#serving[0]!;
     const replace = async (): Promise<void> => {
-      const fresh = await this.#createReplica();
+      const fresh = await this.#createReplica(this.#podName());
       await this.#waitReady(fresh);
       await this.#setServing([...this.#serving, fresh], fresh, 'added');
     };
@@ -217,7 +380,7 @@ export class LocalCluster {
     this.exitCodes[victim.name] = (await exited).code;
     this.#event('exited', victim, 'killed');
     this.api.removePod(this.options.namespace, victim.name);
-    const replacement = this.#createReplica();
+    const replacement = this.#createReplica(this.#podName());
     await sleep(1000); // endpoint propagation after the pod is gone
     await this.#setServing(
       this.#serving.filter((r) => r !== victim),
@@ -233,6 +396,10 @@ export class LocalCluster {
 
   async stop(): Promise<void> {
     clearInterval(this.#sampler);
+    await this.#reconciling;
+    await Promise.all(this.allReplicas.map((r) => r.stop('SIGKILL')));
+    // Pods setReplicas was still starting get killed once they exist.
+    await Promise.allSettled([...this.#inFlight]);
     await Promise.all(this.allReplicas.map((r) => r.stop('SIGKILL')));
     await this.#nginx?.stop();
     await this.#prometheus?.stop();
@@ -242,6 +409,7 @@ export class LocalCluster {
   // Remove from the Service, preStop sleep, SIGTERM, wait for the exit.
   async #retire(replica: ChildService): Promise<void> {
     this.api.markTerminating(this.options.namespace, replica.name);
+    this.#terminating.add(replica.name);
     await this.#setServing(
       this.#serving.filter((r) => r !== replica),
       replica,
@@ -252,16 +420,23 @@ export class LocalCluster {
     this.#event('sigterm', replica);
     const exit = await exited;
     this.exitCodes[replica.name] = exit.code;
+    this.#terminating.delete(replica.name);
     this.#event('exited', replica, `code ${exit.code}`);
     this.api.removePod(this.options.namespace, replica.name);
     this.#updateScrapeTargets();
   }
 
-  async #createReplica(): Promise<ChildService> {
-    const name = `${this.options.release}-ws-echo-${this.#templateHash}-${randomBytes(3).toString('hex').slice(0, 5)}`;
+  /** A Deployment's pod name: `<release>-ws-echo-<pod-template-hash>-<5 characters>`. */
+  #podName(): string {
+    return `${this.options.release}-ws-echo-${this.#templateHash}-${randomBytes(3).toString('hex').slice(0, 5)}`;
+  }
+
+  // The pod is Pending in the API until its process listens (its container
+  // started), then Running and not ready until #waitReady.
+  async #createReplica(name: string): Promise<ChildService> {
     const { drain, rebalance, namespace, release } = this.options;
     const labels = podLabels(release);
-    this.api.addPod(namespace, name, labels);
+    this.api.addPod(namespace, name, labels, 'Pending');
     const replica = await ChildService.start({
       name,
       naive: this.options.naive,
@@ -289,6 +464,7 @@ export class LocalCluster {
         ...this.options.serviceEnv,
       },
     });
+    this.api.setPhase(namespace, name, 'Running');
     this.allReplicas.push(replica);
     this.#event('created', replica);
     this.#updateScrapeTargets();
@@ -317,6 +493,21 @@ export class LocalCluster {
 
   #event(kind: EventKind, replica: ChildService, detail?: string): void {
     this.events.push({ t: Date.now() - this.startedAt, kind, replica: replica.name, ...(detail ? { detail } : {}) });
+    this.#count();
+  }
+
+  #count(): void {
+    const count = {
+      t: Date.now() - this.startedAt,
+      spec: this.#specReplicas,
+      starting: [...this.#starting].filter((p) => !p.cancelled).length,
+      serving: this.#serving.length,
+      terminating: this.#terminating.size,
+    };
+    const last = this.counts.at(-1);
+    if (!last || last.spec !== count.spec || last.starting !== count.starting || last.serving !== count.serving || last.terminating !== count.terminating) {
+      this.counts.push(count);
+    }
   }
 }
 

@@ -5,10 +5,16 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vega from 'vega';
 import * as vegaLite from 'vega-lite';
+import type { Manifest } from '../chart/k8s-schemas.js';
 import type { Place } from '../dashboard.js';
 import { legendOf } from '../dashboard.js';
 import type { LoadTotals } from '../load.js';
-import type { ClusterEvent, Sample } from './local-cluster.js';
+import type { LoadProfile } from '../load-profile.js';
+import type { ScaleDownMove, StepReaction } from './autoscale-report.js';
+import type { AutoscalerSpec } from './autoscaler.js';
+import type { AutoscalerDecision } from './autoscaler-controller.js';
+import type { AutoscalerKind, ChartAutoscaler } from './from-chart.js';
+import type { ClusterEvent, ReplicaCount, Sample } from './local-cluster.js';
 import type { ProxyCapacity } from './nginx.js';
 import type { ProcessCost } from './resources.js';
 
@@ -51,6 +57,39 @@ export interface DashboardRun {
   readonly queries: PanelQuery[];
 }
 
+/** Mode autoscale: the autoscaler stand-in, the load profile, and what followed. Times are ms since the cluster started. */
+export interface AutoscaleRun {
+  readonly autoscaler: AutoscalerKind;
+  /** The helm --set values the autoscaler was rendered with. */
+  readonly sets: readonly string[];
+  /** The HorizontalPodAutoscaler or ScaledObject as helm rendered it. */
+  readonly rendered: Manifest;
+  /** The HPA the stand-in ran, read from it. */
+  readonly spec: AutoscalerSpec;
+  readonly keda?: ChartAutoscaler['keda'];
+  readonly syncPeriodSeconds: number;
+  readonly profile: LoadProfile;
+  readonly profileStart: number;
+  /** Clients the profile wanted and clients connected, every quarter second. */
+  readonly load: readonly { readonly t: number; readonly target: number; readonly connected: number }[];
+  /** Every sync of the stand-in. */
+  readonly decisions: readonly AutoscalerDecision[];
+  /** Pods per state after every change. */
+  readonly counts: readonly ReplicaCount[];
+  readonly steps: readonly StepReaction[];
+  readonly scaleDowns: readonly ScaleDownMove[];
+  /** Every close the clients saw over the run, by code. */
+  readonly closesByCode: Readonly<Record<string, number>>;
+  /** Every upgrade a client saw fail: when, and the HTTP status (0: no response). */
+  readonly failedUpgrades: readonly { readonly t: number; readonly status: number }[];
+  /** Of the messages lost, those of clients that left (the profile falling) before they could reconnect and resend. */
+  readonly lostByLeavingClients: number;
+  /** Closes and failed upgrades per 5 s: [ms since the cluster started at the bucket's start, what, count]. */
+  readonly clientEvents: readonly (readonly [number, string, number])[];
+  /** max / mean of the serving pods' connections at each sample. */
+  readonly imbalance: readonly { readonly t: number; readonly ratio: number }[];
+}
+
 /** One check of a run made of steps (k8s/e2e-kind.sh): what was asserted and what was seen. */
 export interface StepCheck {
   readonly step: string;
@@ -79,6 +118,8 @@ export interface RunReport {
   readonly steps?: readonly StepCheck[];
   /** What the run cost: the proxy's size, each process's peak RSS and CPU, the fastest a serving replica gained clients. */
   readonly capacity?: CapacityFigures;
+  /** Mode autoscale. */
+  readonly autoscale?: AutoscaleRun;
   readonly passed: boolean;
   readonly failures: string[];
 }
@@ -91,7 +132,7 @@ export async function writeReport(report: RunReport, dir: string): Promise<{ jso
   // Pairs of numbers (the dashboard's [t, value] points) on one line each: a
   // run has thousands of them.
   writeFileSync(json, `${JSON.stringify(report, null, 2).replace(/\[\n\s*(-?[\d.e+-]+),\n\s*(-?[\d.e+-]+)\n\s*\]/g, '[$1, $2]')}\n`);
-  writeFileSync(svg, await connectionsPlot(report));
+  writeFileSync(svg, report.autoscale ? await autoscalePlot(report) : await connectionsPlot(report));
   let dashboard: string | undefined;
   if (report.dashboard) {
     dashboard = join(dir, 'dashboard.svg');
@@ -127,7 +168,7 @@ function capacityRows(c: CapacityFigures): [string, string][] {
 export function summary(report: RunReport, plot: string, dashboardPlot?: string): string {
   const t = report.totals;
   const rows: [string, string][] = [
-    ['clients', String(t.clients)],
+    [report.autoscale ? 'clients (distinct, over the run)' : 'clients', String(t.clients)],
     ['messages sent', String(t.sent)],
     ['echoed', String(t.echoed)],
     ['**lost**', `**${t.lost}**`],
@@ -135,7 +176,16 @@ export function summary(report: RunReport, plot: string, dashboardPlot?: string)
     ['duplicated', String(t.duplicated)],
     ['corrupted / out of order', `${t.corrupted} / ${t.outOfOrder}`],
     ['**abnormal closes** (1006)', `**${t.abnormalCloses}**`],
-    ['**failed upgrades** seen by clients', `**${t.failedUpgrades}**`],
+    [
+      '**failed upgrades** seen by clients',
+      `**${t.failedUpgrades}**${
+        t.failedUpgrades > 0 && t.failedUpgradeStatuses
+          ? ` (HTTP ${Object.entries(t.failedUpgradeStatuses)
+              .map(([status, n]) => `${status === '0' ? 'none' : status}×${n}`)
+              .join(', ')})`
+          : ''
+      }`,
+    ],
     [
       'close codes seen',
       Object.entries(t.closeCodes)
@@ -174,8 +224,16 @@ export function summary(report: RunReport, plot: string, dashboardPlot?: string)
     '',
     ...(report.failures.length > 0 ? ['Failures:', '', ...report.failures.map((f) => `- ${f}`), ''] : []),
     ...(steps.length > 0 ? ['| step | verdict | what was checked, what was seen |', '|---|---|---|', ...steps, ''] : []),
+    ...(report.autoscale
+      ? autoscaleSummary(
+          report.autoscale,
+          report.totals,
+          Number(report.settings.ratePerClient),
+          (report.settings.proxy as { nextUpstreamTries: number }).nextUpstreamTries,
+        )
+      : []),
     ...(promql.length > 0 ? ['PromQL evaluated against the real Prometheus scraping the replicas:', '', ...promql, ''] : []),
-    `![connections per replica](${plot})`,
+    report.autoscale ? `![load, replicas, connections per pod and imbalance over time](${plot})` : `![connections per replica](${plot})`,
     '',
     ...(dashboardPlot
       ? [
@@ -336,6 +394,253 @@ export async function dashboardPlot(report: RunReport): Promise<string> {
   const svg = await view.toSVG();
   view.finalize();
   return svg;
+}
+
+/** The Markdown of an autoscale run: the stand-in and what it ran, then how the replica count followed the load. */
+function autoscaleSummary(run: AutoscaleRun, totals: LoadTotals, ratePerClient: number, tries: number): string[] {
+  const metric = run.spec.metrics[0]!;
+  const target = metric.averageValue;
+  const seconds = (value: number | undefined): string => (value === undefined ? '–' : `${value.toFixed(1)} s`);
+  const since = (t: number): string => `${(t / 1000).toFixed(1)} s`;
+  const rules = (name: string, r: AutoscalerSpec['behavior']['scaleUp']): string =>
+    `| ${name} | ${r.stabilizationWindowSeconds} s | ${r.policies.map((p) => `${p.value}${p.type === 'Percent' ? ' %' : ' pod(s)'} per ${p.periodSeconds} s`).join(', ')} | ${r.selectPolicy} | ${((r.tolerance ?? 0.1) * 100).toFixed(0)} % |`;
+  const source =
+    run.autoscaler === 'hpa'
+      ? `the chart's HorizontalPodAutoscaler: Pods metric \`${metric.name}\`, AverageValue target ${target} per pod, read through the prometheus-adapter rule of \`k8s/prometheus-adapter-values.yaml\` from the real Prometheus`
+      : `the HPA KEDA creates from the chart's ScaledObject: External metric \`${metric.name}\` = \`${run.keda!.query}\`, AverageValue target ${target} (the threshold; the HPA divides the value by status.replicas); KEDA's pollingInterval ${run.keda!.pollingIntervalSeconds} s governs its own checks (activation, 0 ↔ 1, which minReplicaCount ≥ 1 rules out)${run.keda!.useCachedMetrics ? ' and the cached value the HPA gets' : ', while the HPA asks its metrics server at every sync and, useCachedMetrics being off, KEDA queries Prometheus each time'}; ignoreNullValues ${String(run.keda!.ignoreNullValues)}`;
+  const { options, plateaus } = run.profile;
+  const levels = plateaus.map((p) => p.clients).join(' → ');
+  const stepRows = run.steps.map(
+    (s) =>
+      `| ${since(s.changeAt)} | ${s.direction} to ${s.clients} | ${s.replicasBefore} → ${s.replicasAfter} | ${seconds(s.firstDecisionSeconds)} | ${seconds(s.desiredSeconds)} | ${seconds(s.servingSeconds)} | ${seconds(s.drainedSeconds)} | ${s.settled ? 'yes' : '**no**'} | ${s.closes['1012'] ?? 0} / ${s.closes['1013'] ?? 0} / ${s.closes['1000'] ?? 0} |`,
+  );
+  const downRows = run.scaleDowns.map(
+    (d) =>
+      `| ${since(d.t)} | ${d.from} → ${d.to} | ${d.victims.map((v) => `${shortName(v.pod)} (cost ${v.cost}, ${v.connections} open)`).join(', ')} | ${d.moved} | ${d.drained ?? '–'} | ${d.fewestPossible} | ${d.moved - d.fewestPossible} |`,
+  );
+  const moved = run.scaleDowns.reduce((n, d) => n + d.moved, 0);
+  const fewest = run.scaleDowns.reduce((n, d) => n + d.fewestPossible, 0);
+  const rescales = run.decisions.filter((d) => d.rescaled);
+  const decisionRows = rescales.map((d) => {
+    const p = d.proposals[0];
+    const pods = p?.pods ? ` (${p.pods.ready} counted, ${p.pods.unready} pending, ${p.pods.missing} without a value, ${p.pods.ignored} terminating)` : '';
+    return `| ${since(d.t)} | ${p?.current?.toFixed(1) ?? p?.error ?? '–'}${pods} | ${d.metricReplicas ?? '–'} | ${d.stabilized ?? '–'} | ${d.currentReplicas} → ${d.desiredReplicas} | ${d.ableToScale}, ${d.scalingLimited} |`;
+  });
+  const codes = Object.entries(run.closesByCode)
+    .map(([code, n]) => `${code}×${n}`)
+    .join(', ');
+  return [
+    '## The autoscaler',
+    '',
+    `A **stand-in** for kube-controller-manager's HorizontalPodAutoscaler controller (as the fake API server stands in for kube-apiserver): the documented algorithm (desired = ceil(current × value / target) over the pods' values, the tolerance, pods set aside when pending, missing a value or terminating, the behavior's stabilization windows and policies, minReplicas and maxReplicas), written after \`pkg/controller/podautoscaler\` (\`app/testkit/cluster/autoscaler.ts\`). It runs ${source}. It syncs every **${run.syncPeriodSeconds} s** (kube-controller-manager's --horizontal-pod-autoscaler-sync-period; 15 s by default) and sets spec.replicas; a ReplicaSet stand-in creates pods (they join nginx once ready) or deletes them in the ReplicaSet's order (not ready first, then the lowest pod-deletion-cost), each with its preStop and drain.`,
+    '',
+    `Rendered by \`helm template\` with \`${run.autoscaler === 'hpa' ? 'autoscaling.enabled=true' : 'keda.enabled=true'}\`, \`metrics.podMonitor.enabled=true\` and ${run.sets.map((v) => `\`${v}\``).join(', ')}: min ${run.spec.minReplicas}, max ${run.spec.maxReplicas} replicas.`,
+    '',
+    '| behavior | stabilization window | policies | select | tolerance |',
+    '|---|---|---|---|---|',
+    rules('scale-up', run.spec.behavior.scaleUp),
+    rules('scale-down', run.spec.behavior.scaleDown),
+    '',
+    `Load profile: ${options.shape}, ${levels} clients, each sending ${ratePerClient} message(s) a second; ${options.startSeconds ?? options.holdSeconds} s at the start, ${options.holdSeconds} s at each level up, ${options.holdDownSeconds} s at each level down${options.shape === 'ramp' ? `, ramps of ${options.rampSeconds} s` : ''}: ${run.profile.durationSeconds} s.`,
+    '',
+    '## How the replica count followed the load',
+    '',
+    `Times are seconds from the moment the load began to change: to the first decision that changed spec.replicas, to the decision that set the count the level ended with, to the moment the Service had that many endpoints (and kept them to the end of the level), and, going down, to the exit of the last removed pod after its drain. The first decision comes at the first sync after Prometheus has scraped the new counts (up to one sync period, ${run.syncPeriodSeconds} s, plus a scrape), or, going down, after the scale-down window (${run.spec.behavior.scaleDown.stabilizationWindowSeconds} s) has let go of the higher recommendations; then the policies pace the rest.`,
+    '',
+    '| load change at | level | serving pods before → spec at the end | first decision | count set | endpoints reached | last drain over | settled | closes 1012 / 1013 / 1000 |',
+    '|---|---|---|---|---|---|---|---|---|',
+    ...stepRows,
+    '',
+    '## Clients moved by each scale-down',
+    '',
+    'A scale-down that must delete k of the n pods that are not terminating moves at least the clients of the k emptiest: **fewest possible** is the sum of the k smallest connection counts among the n, each read from the pod\'s own /metrics at the moment the ReplicaSet stand-in chose (a pod not yet serving counts 0). **Moved** is what the deleted pods held at that moment; **drain closed** is what their drains then closed with 1012 (their "drain started" count). The choice itself is made on the pod-deletion-cost annotations, which the pods refresh at most once a second here (30 s in the chart) and only on a 5 % change.',
+    '',
+    '| at | pods | deleted (pod-deletion-cost, open connections) | moved | drain closed | fewest possible | above the fewest |',
+    '|---|---|---|---|---|---|---|',
+    ...(downRows.length > 0 ? downRows : ['| – | no scale-down | | | | | |']),
+    '',
+    `Over the run: ${moved} clients moved by scale-downs, against ${fewest} at the fewest possible. Closes the clients saw: ${codes || 'none'} (1012: drains of removed pods; 1013: the rebalancer moving clients onto new pods; 1000: clients leaving as the profile falls); reconnects ${totals.reconnects}.`,
+    ...failedUpgradesNote(run, totals, tries),
+    '',
+    '## Every decision that changed the count',
+    '',
+    `| at | metric (average per pod) | metric asks for | after the windows | spec.replicas | conditions |`,
+    '|---|---|---|---|---|---|',
+    ...rescales.map((_, i) => decisionRows[i]!),
+    '',
+  ];
+}
+
+/** When upgrades failed: when they did, what the pods were doing, and what was lost because of it. */
+function failedUpgradesNote(run: AutoscaleRun, totals: LoadTotals, tries: number): string[] {
+  if (run.failedUpgrades.length === 0) return [];
+  const buckets = run.clientEvents.filter(([, what]) => what.startsWith('failed upgrade'));
+  const spans: [number, number, number][] = [];
+  for (const [t, , count] of buckets) {
+    const last = spans.at(-1);
+    if (last && t <= last[1]) {
+      last[1] = t + 5000;
+      last[2] += count;
+    } else spans.push([t, t + 5000, count]);
+  }
+  const when = spans.map(([from, to, count]) => `${count} between ${(from / 1000).toFixed(0)} s and ${(to / 1000).toFixed(0)} s`).join(', ');
+  const statuses = Object.entries(totals.failedUpgradeStatuses ?? {})
+    .map(([status, n]) => `HTTP ${status === '0' ? 'none' : status}×${n}`)
+    .join(', ');
+  return [
+    '',
+    `**Failed upgrades: ${run.failedUpgrades.length}** (${statuses}): ${when}. A client whose upgrade fails retries with backoff and resends; ${run.lostByLeavingClients} of the ${totals.lost} messages lost belonged to clients that left (the profile falling) before they could reconnect. A shedding pod answers upgrades with 503 for nginx to retry another pod, but nginx tries at most ${tries} pods per upgrade (\`proxy_next_upstream_tries\`, the chart's \`ingress.nextUpstreamTries\`), so when ${tries} or more pods shed at once an upgrade can find only shedding pods. Here nginx hashes the affinity cookie consistently, so a client tries the same pods in the same order every time, and one whose first ${tries} pods all shed is refused at every attempt until the shedding ends; ingress-nginx draws its retries at random among the pods not yet tried (\`balancer/sticky_balanced.lua\`), so there each attempt fails with a probability instead (a client shed by one of 3 shedding pods out of 4, with 3 tries: 1 in 3).`,
+  ];
+}
+
+/**
+ * Vega-Lite, one time axis: the clients the profile wanted and those
+ * connected; spec.replicas, the metric's proposal and the serving pods;
+ * connections per pod against the target; the closes that moved clients
+ * (1012 drains, 1013 rebalancing) and failed upgrades per 5 s; the
+ * imbalance between serving pods.
+ */
+export async function autoscalePlot(report: RunReport): Promise<string> {
+  const run = report.autoscale;
+  if (!run) throw new Error('the report has no autoscale run');
+  const end = report.connectionsPerReplica.at(-1)?.t ?? run.counts.at(-1)?.t ?? 0;
+  const seconds = { field: 't', type: 'quantitative', title: 'seconds since start' } as const;
+  const width = 760;
+  const load = run.load.flatMap((p) => [
+    { t: p.t / 1000, series: 'clients the profile wants', clients: p.target },
+    { t: p.t / 1000, series: 'clients connected', clients: p.connected },
+  ]);
+  const counts = [...run.counts, ...(run.counts.length > 0 ? [{ ...run.counts.at(-1)!, t: end }] : [])];
+  const replicas = counts.flatMap((c) => [
+    { t: c.t / 1000, series: 'spec.replicas (set by the autoscaler)', replicas: c.spec },
+    { t: c.t / 1000, series: 'serving (endpoints)', replicas: c.serving },
+  ]);
+  const proposals = run.decisions.filter((d) => d.metricReplicas !== undefined).map((d) => ({ t: d.t / 1000, proposal: d.metricReplicas }));
+  const points = report.connectionsPerReplica.flatMap((s) =>
+    Object.entries(s.connections).map(([replica, connections]) => ({ t: s.t / 1000, replica: shortName(replica), connections })),
+  );
+  const target = run.spec.metrics[0]!.averageValue;
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: `Autoscaling on connections (${run.autoscaler === 'hpa' ? 'HPA' : 'KEDA'} stand-in, target ${target} per pod, sync every ${run.syncPeriodSeconds} s)`,
+      subtitle: `${report.totals.clients} clients over the run, lost ${report.totals.lost}, abnormal closes ${report.totals.abnormalCloses}, failed upgrades ${report.totals.failedUpgrades}`,
+    },
+    config: { background: 'white' },
+    resolve: { scale: { x: 'shared', stroke: 'independent', strokeDash: 'independent', color: 'independent' } },
+    vconcat: [
+      {
+        width,
+        height: 110,
+        data: { values: load },
+        mark: { type: 'line', interpolate: 'step-after' },
+        encoding: {
+          x: seconds,
+          y: { field: 'clients', type: 'quantitative', title: 'clients' },
+          stroke: { field: 'series', type: 'nominal', legend: { title: null, labelLimit: 300 } },
+        },
+      },
+      {
+        width,
+        height: 110,
+        layer: [
+          {
+            data: { values: replicas },
+            mark: { type: 'line', interpolate: 'step-after' },
+            encoding: {
+              x: seconds,
+              y: { field: 'replicas', type: 'quantitative', title: 'pods', axis: { tickMinStep: 1 } },
+              stroke: { field: 'series', type: 'nominal', scale: { range: ['#d62728', '#1f77b4'] }, legend: { title: null, labelLimit: 300 } },
+              strokeDash: {
+                field: 'series',
+                type: 'nominal',
+                scale: {
+                  range: [
+                    [1, 0],
+                    [4, 2],
+                  ],
+                },
+                legend: null,
+              },
+            },
+          },
+          {
+            data: { values: proposals },
+            mark: { type: 'point', color: '#444', size: 18 },
+            encoding: { x: seconds, y: { field: 'proposal', type: 'quantitative' } },
+          },
+        ],
+        resolve: { scale: { stroke: 'independent' } },
+      },
+      {
+        width,
+        height: 220,
+        layer: [
+          {
+            data: { values: points },
+            mark: { type: 'line', interpolate: 'step-after', strokeWidth: 1.2 },
+            encoding: {
+              x: seconds,
+              y: { field: 'connections', type: 'quantitative', title: 'open connections per pod' },
+              stroke: { field: 'replica', type: 'nominal', legend: { title: 'pod', labelLimit: 300, columns: 2 } },
+            },
+          },
+          {
+            data: { values: [{ target }] },
+            mark: { type: 'rule', color: '#2ca02c', strokeDash: [2, 2] },
+            encoding: { y: { field: 'target', type: 'quantitative' } },
+          },
+        ],
+      },
+      {
+        width,
+        height: 90,
+        data: { values: stacked(run.clientEvents) },
+        mark: { type: 'rect', opacity: 0.85 },
+        encoding: {
+          x: seconds,
+          x2: { field: 't2' },
+          y: { field: 'top', type: 'quantitative', title: 'clients per 5 s' },
+          y2: { field: 'bottom' },
+          color: {
+            field: 'what',
+            type: 'nominal',
+            legend: { title: null, labelLimit: 300 },
+          },
+        },
+      },
+      {
+        width,
+        height: 100,
+        layer: [
+          {
+            data: { values: run.imbalance.map((p) => ({ t: p.t / 1000, ratio: p.ratio })) },
+            mark: { type: 'line', color: '#444' },
+            encoding: { x: seconds, y: { field: 'ratio', type: 'quantitative', title: 'max / mean (serving)', scale: { domainMin: 1 } } },
+          },
+          {
+            data: { values: [{ goal: 1.25 }] },
+            mark: { type: 'rule', color: '#2ca02c', strokeDash: [2, 2] },
+            encoding: { y: { field: 'goal', type: 'quantitative' } },
+          },
+        ],
+      },
+    ],
+  } as vegaLite.TopLevelSpec;
+  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
+  const svg = await view.toSVG();
+  view.finalize();
+  return svg;
+}
+
+/** Per-bucket counts as stacked rectangles: each kind on top of the ones before it in the same bucket. */
+function stacked(events: AutoscaleRun['clientEvents']): { t: number; t2: number; what: string; bottom: number; top: number }[] {
+  const heights = new Map<number, number>();
+  return events.map(([t, what, count]) => {
+    const bottom = heights.get(t) ?? 0;
+    heights.set(t, bottom + count);
+    return { t: t / 1000, t2: t / 1000 + 5, what, bottom, top: bottom + count };
+  });
 }
 
 /** The last two dash-separated parts of a pod name ("7d9f8c6b5a-x2k4q"): enough to tell replicas apart. */

@@ -1,20 +1,42 @@
 // One local run: start the cluster, put the reference clients on it, do the
-// operation (rollout, scale-down, kill, naive rollout), check the PromQL of
-// k8s/ against Prometheus, and build the report.
+// operation (rollout, scale-down, kill, naive rollout, or a load profile
+// under the autoscaler stand-in), check the PromQL of k8s/ against
+// Prometheus, and build the report.
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
-import { LocalCluster, type App, type DrainTimings, type RebalanceSettings, type Sample } from './local-cluster.js';
+import { LocalCluster, podLabels, type App, type DrainTimings, type RebalanceSettings, type Sample } from './local-cluster.js';
 import { Load, type LoadTotals } from '../load.js';
-import type { DashboardRun, PromqlCheck, RunReport } from './report.js';
+import { clientsAt, loadProfile, type LoadProfile, type ProfileOptions } from '../load-profile.js';
+import type { AutoscaleRun, DashboardRun, PromqlCheck, RunReport } from './report.js';
 import { chartValues } from '../chart/values.js';
 import { queryPanels, readDashboard, substitute, type Place } from '../dashboard.js';
-import { adapterQuery, kedaTrigger, proxySettingsFromChart, type ProxyMode } from './from-chart.js';
+import {
+  adapterQuery,
+  autoscalerFromChart,
+  kedaTrigger,
+  proxySettingsFromChart,
+  type AutoscalerKind,
+  type ChartAutoscaler,
+  type ProxyMode,
+} from './from-chart.js';
+import { AutoscalerController } from './autoscaler-controller.js';
+import { scaleDownMoves, servingImbalance, stepReactions } from './autoscale-report.js';
 import { SCRAPE_INTERVAL_SECONDS, type Prometheus } from './prometheus.js';
 import { proxyCapacity } from './nginx.js';
 import { peakAbsorbRate, ResourceSampler } from './resources.js';
 
-export const MODES = ['rollout', 'scale-down', 'scale-up', 'kill', 'naive'] as const;
+export const MODES = ['rollout', 'scale-down', 'scale-up', 'kill', 'naive', 'autoscale'] as const;
 export type Mode = (typeof MODES)[number];
+
+/** The autoscale mode: the chart's autoscaler, run by the stand-in, under a load profile. */
+export interface AutoscaleOptions {
+  readonly autoscaler: AutoscalerKind;
+  /** helm --set values for the render (target per pod, replica bounds, windows, …); the run's drain timings are added to them. */
+  readonly sets: readonly string[];
+  /** kube-controller-manager's --horizontal-pod-autoscaler-sync-period: seconds between the stand-in's syncs (15 in a real cluster). */
+  readonly syncPeriodSeconds: number;
+  readonly profile: ProfileOptions;
+}
 
 export interface RunOptions {
   readonly mode: Mode;
@@ -43,6 +65,8 @@ export interface RunOptions {
   readonly onReady?: (proxyUrl: string) => Promise<void> | void;
   /** Called after the operation and its tail, while the cluster still serves (the browser check reads its page here). */
   readonly beforeFinish?: () => Promise<void> | void;
+  /** Mode autoscale: the autoscaler and the load profile. */
+  readonly autoscale?: AutoscaleOptions;
 }
 
 const TAIL_SECONDS = 3;
@@ -50,8 +74,24 @@ const TAIL_SECONDS = 3;
 export async function runScenario(options: RunOptions): Promise<RunReport> {
   const values = chartValues();
   const trigger = kedaTrigger();
+  let autoscaler: ChartAutoscaler | undefined;
+  let profile: LoadProfile | undefined;
+  if (options.mode === 'autoscale') {
+    if (!options.autoscale || !options.prometheus)
+      throw new Error('mode autoscale needs its autoscale options and Prometheus (the autoscaler reads its metric there)');
+    const { drain } = options;
+    autoscaler = await autoscalerFromChart(options.autoscale.autoscaler, [
+      // The chart derives the scale-down period from the grace period, which these make.
+      `drain.preStop.seconds=${drain.preStopSeconds}`,
+      `drain.windowSeconds=${drain.windowSeconds}`,
+      `drain.closeTimeoutSeconds=${drain.closeTimeoutSeconds}`,
+      ...options.autoscale.sets,
+    ]);
+    profile = loadProfile(options.autoscale.profile);
+  }
   const cluster = await LocalCluster.start({
-    replicas: options.replicas,
+    // A Deployment under an autoscaler runs minReplicas (the chart renders no count at the first install; the HPA raises it at once).
+    replicas: autoscaler ? Math.max(1, autoscaler.spec.minReplicas) : options.replicas,
     release: trigger.deployment.replace(/-ws-echo$/, ''),
     namespace: trigger.namespace,
     drain: options.drain,
@@ -67,6 +107,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
   const failures: string[] = [];
   const promql: PromqlCheck[] = [];
   let dashboard: DashboardRun | undefined;
+  let recording: AutoscaleRecording | undefined;
   const operation = { from: 0, to: 0 };
   let load: Load | undefined;
   let bar: cliProgress.SingleBar | undefined;
@@ -83,11 +124,17 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     nginx: cluster.nginx.pids(),
   }));
   let lines: NodeJS.Timeout | undefined;
+  // The autoscaler exists as soon as the release does: its syncs keep their own phase, unrelated to the load's steps.
+  const controller =
+    autoscaler &&
+    new AutoscalerController({ cluster, autoscaler, syncPeriodSeconds: options.autoscale!.syncPeriodSeconds, selector: podLabels(cluster.options.release) });
+  controller?.start();
   try {
-    cluster.startSampling();
+    // A long profile is sampled less often: the report keeps every sample.
+    cluster.startSampling(profile ? Math.min(1000, Math.max(250, (profile.durationSeconds * 1000) / 400)) : 250);
     // The example app relays within a room: a room per client makes it an echo the reference client can check.
     const path = options.app === 'example' ? '/rooms/{id}' : values.config.wsPath;
-    load = new Load({ url: `${cluster.url}${path}`, clients: options.clients, rate: options.rate });
+    load = new Load({ url: `${cluster.url}${path}`, clients: profile ? profile.options.from : options.clients, rate: options.rate });
     if (options.progressLineSeconds !== undefined && !options.progress)
       lines = progressLines(options.progressLineSeconds, cluster, load, () => phase, Date.now());
     await orProxyError(load.open());
@@ -105,6 +152,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     if (options.mode === 'rollout' || options.mode === 'naive') await orProxyError(cluster.rolloutRestart());
     else if (options.mode === 'scale-down') await orProxyError(cluster.scaleDown(options.scaleTo));
     else if (options.mode === 'scale-up') await orProxyError(cluster.scaleUp(options.scaleTo));
+    else if (options.mode === 'autoscale') recording = await orProxyError(runProfile(cluster, load, controller!, profile!));
     else await orProxyError(cluster.killOne());
     operation.to = Date.now() - cluster.startedAt;
 
@@ -113,7 +161,8 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     await orProxyError(sleep(Math.max(TAIL_SECONDS * 1000, remaining)));
     if (cluster.prometheus) {
       promql.push(await checkPromql(cluster, `after the ${options.mode}`));
-      dashboard = await dashboardQueries(cluster.prometheus, trigger.deployment, cluster.startedAt, Date.now());
+      // An autoscale run lasts minutes: its report plots the autoscaler's own figures instead of every panel.
+      if (options.mode !== 'autoscale') dashboard = await dashboardQueries(cluster.prometheus, trigger.deployment, cluster.startedAt, Date.now());
     }
     await options.beforeFinish?.();
     loadEnd = Date.now() - cluster.startedAt;
@@ -125,6 +174,7 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     proxyWatch.stop();
     resources.sample();
     resources.stop();
+    await controller?.stop().catch(() => {});
     if (totals === undefined) await load?.abort();
     await cluster.stop();
   }
@@ -149,16 +199,17 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
   if (options.mode !== 'kill') {
     for (const [name, code] of Object.entries(exitCodes)) if (code !== 0) failures.push(`${name} exited with ${code}`);
   }
+  const autoscale = recording && autoscaleRun(recording, autoscaler!, options.autoscale!, cluster, load, initial, samples);
   return {
     mode: options.mode,
     command: options.command,
     settings: {
       app: options.app ?? 'ws-echo',
       proxyMode: options.proxy ?? 'retry',
-      replicas: options.replicas,
-      clients: options.clients,
+      replicas: autoscaler ? Math.max(1, autoscaler.spec.minReplicas) : options.replicas,
+      clients: profile ? `${profile.options.from} → ${profile.options.peak} → ${profile.options.from} (${profile.options.shape})` : options.clients,
       ratePerClient: options.rate,
-      durationSeconds: options.durationSeconds,
+      durationSeconds: profile ? profile.durationSeconds : options.durationSeconds,
       drain: options.drain,
       proxy: cluster.nginx.settings,
       scaleTo: options.mode === 'scale-down' || options.mode === 'scale-up' ? options.scaleTo : undefined,
@@ -175,9 +226,94 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     ...(dashboard ? { dashboard } : {}),
     ...(imbalance ? { imbalance } : {}),
     capacity: { proxy: cluster.nginx.capacity, processes: resources.costs, peakAbsorb: peakAbsorbRate(samples, operation.from) },
+    ...(autoscale ? { autoscale } : {}),
     passed: failures.length === 0,
     failures,
   };
+}
+
+/** What an autoscale run recorded besides what the cluster keeps. */
+interface AutoscaleRecording {
+  readonly profile: LoadProfile;
+  /** ms since the cluster started when the profile (and the autoscaler) started. */
+  readonly profileStart: number;
+  readonly load: { t: number; target: number; connected: number }[];
+  readonly controller: AutoscalerController;
+}
+
+/**
+ * Runs the load profile while the autoscaler stand-in syncs: the clients
+ * follow clientsAt(t), the stand-in follows the clients. Returns once the
+ * profile is over, the stand-in stopped, and every pod it started or
+ * deleted is serving or gone.
+ */
+async function runProfile(cluster: LocalCluster, load: Load, controller: AutoscalerController, profile: LoadProfile): Promise<AutoscaleRecording> {
+  const series: AutoscaleRecording['load'] = [];
+  const started = Date.now();
+  for (let elapsed = 0; elapsed < profile.durationSeconds; elapsed = (Date.now() - started) / 1000) {
+    const target = clientsAt(profile, elapsed);
+    series.push({ t: Date.now() - cluster.startedAt, target, connected: load.connected });
+    if (target !== load.size) await load.resize(target);
+    await sleep(250);
+  }
+  await controller.stop();
+  await cluster.settled();
+  return { profile, profileStart: started - cluster.startedAt, load: series, controller };
+}
+
+/** The autoscale section of the report, from the recording and the cluster's own records. */
+function autoscaleRun(
+  recording: AutoscaleRecording,
+  autoscaler: ChartAutoscaler,
+  options: AutoscaleOptions,
+  cluster: LocalCluster,
+  load: Load,
+  initial: readonly string[],
+  samples: readonly Sample[],
+): AutoscaleRun {
+  const closes = load.closes.map((c) => ({ t: c.at - cluster.startedAt, code: c.code }));
+  const drainedBy = (pod: string): number | undefined => {
+    const started = cluster.allReplicas.find((r) => r.name === pod)?.logs.find((l) => l.msg === 'drain started');
+    return typeof started?.connections === 'number' ? started.connections : undefined;
+  };
+  const closesByCode: Record<string, number> = {};
+  for (const close of closes) closesByCode[close.code] = (closesByCode[close.code] ?? 0) + 1;
+  return {
+    autoscaler: autoscaler.kind,
+    sets: autoscaler.sets,
+    rendered: autoscaler.rendered,
+    spec: autoscaler.spec,
+    ...(autoscaler.keda ? { keda: autoscaler.keda } : {}),
+    syncPeriodSeconds: options.syncPeriodSeconds,
+    profile: recording.profile,
+    profileStart: recording.profileStart,
+    load: recording.load,
+    decisions: recording.controller.decisions,
+    counts: cluster.counts,
+    steps: stepReactions(recording.profile.plateaus, recording.profileStart, recording.controller.decisions, cluster.counts, cluster.events, closes),
+    scaleDowns: scaleDownMoves(cluster.scaleDownChoices, drainedBy),
+    closesByCode,
+    failedUpgrades: load.failedUpgrades.map((f) => ({ t: f.at - cluster.startedAt, status: f.status })),
+    lostByLeavingClients: load.lostByLeavingClients,
+    clientEvents: perBucket([
+      ...closes.filter((c) => c.code !== 1000).map((c) => ({ t: c.t, what: `close ${c.code}` })),
+      ...load.failedUpgrades.map((f) => ({ t: f.at - cluster.startedAt, what: `failed upgrade (HTTP ${f.status || 'none'})` })),
+    ]),
+    imbalance: servingImbalance(samples, cluster.events, initial),
+  };
+}
+
+/** Counts per 5 s bucket and kind: [bucket start (ms), kind, count], in time order. */
+function perBucket(events: readonly { t: number; what: string }[], bucketMs = 5000): [number, string, number][] {
+  const counts = new Map<string, [number, string, number]>();
+  for (const event of events) {
+    const start = Math.floor(event.t / bucketMs) * bucketMs;
+    const key = `${start} ${event.what}`;
+    const entry = counts.get(key) ?? [start, event.what, 0];
+    entry[2]++;
+    counts.set(key, entry);
+  }
+  return [...counts.values()].sort((a, b) => a[0] - b[0]);
 }
 
 /**
