@@ -140,7 +140,8 @@ export async function runScenario(options: RunOptions): Promise<RunReport> {
     await orProxyError(load.open());
     load.startSending();
     const loadStart = Date.now();
-    if (options.progress) bar = progressBar(options, cluster, load, () => phase, loadStart);
+    if (options.progress)
+      bar = progressBar(profile ? { ...options, durationSeconds: profile.durationSeconds } : options, cluster, load, () => phase, loadStart);
 
     phase = 'steady';
     await sleep(2500); // Prometheus scrapes every second: let it see the settled counts
