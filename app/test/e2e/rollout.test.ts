@@ -211,13 +211,26 @@ describe('local cluster behind real nginx', { skip: needs('nginx', 'prometheus')
         async beforeFinish() {
           await page!.waitForFunction(() => (globalThis as unknown as PageGlobal).document.getElementById('state')?.textContent === 'open');
           await sleep(1000); // a few more echoes on the last replica
+          // One read of every counter in the page: read one by one, an echo arriving in between moves pending but not echoed.
+          const counters = await page!.evaluate(() => {
+            const { document } = globalThis as unknown as PageGlobal;
+            const text = (id: string): string => document.getElementById(id)?.textContent ?? '';
+            return {
+              replica: text('replica'),
+              sent: text('sent'),
+              echoed: text('echoed'),
+              lost: text('lost'),
+              reconnects: text('reconnects'),
+              pending: text('pending'),
+            };
+          });
           const shown = {
-            replica: await read('replica'),
-            sent: Number(await read('sent')),
-            echoed: Number(await read('echoed')),
-            lost: Number(await read('lost')),
-            reconnects: Number(await read('reconnects')),
-            pending: Number(await read('pending')),
+            replica: counters.replica,
+            sent: Number(counters.sent),
+            echoed: Number(counters.echoed),
+            lost: Number(counters.lost),
+            reconnects: Number(counters.reconnects),
+            pending: Number(counters.pending),
           };
           console.log(
             `# browser: first=${firstReplica} last=${shown.replica} sent=${shown.sent} echoed=${shown.echoed} lost=${shown.lost} reconnects=${shown.reconnects}`,
