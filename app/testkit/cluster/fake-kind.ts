@@ -59,8 +59,8 @@ export class FakeKind {
       replicas: options.replicas,
       release: options.release,
       namespace: options.namespace,
-      // A drain window longer than Prometheus's 1 s scrape interval, so that it sees the drains.
-      drain: { preStopSeconds: 0.2, windowSeconds: 1.2, closeTimeoutSeconds: 0.5 },
+      // A drain window of two of Prometheus's 1 s scrape intervals: a drain (the gauge lives from its start to the exit) is always scraped at least once.
+      drain: { preStopSeconds: 0.2, windowSeconds: 2, closeTimeoutSeconds: 0.5 },
       proxy: proxySettingsFromChart(),
       naive: false,
       prometheus: true,
